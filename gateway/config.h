@@ -1,0 +1,42 @@
+// The gateway's configuration: every flag is read once at start into this immutable struct, validated,
+// and handed to each shard. Nothing reads a flag after that.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace longlink::gateway {
+
+enum class AuthMode : uint8_t { kNone, kToken };
+
+struct Config {
+  std::string bind = "0.0.0.0";
+  uint16_t port = 7000;
+  uint32_t shards = 0;
+  uint32_t max_conns_per_shard = 0;
+  std::string metrics_bind = "0.0.0.0";
+  int32_t metrics_port = 9100;  // -1: off
+  AuthMode auth = AuthMode::kNone;
+  std::string auth_secret;
+  uint32_t login_timeout_ms = 10000;
+  uint32_t heartbeat_interval_ms = 30000;
+  uint32_t heartbeat_timeout_ms = 90000;
+  uint32_t write_timeout_ms = 15000;
+  uint32_t max_pending_bytes = 1 << 20;
+  uint32_t max_frame_bytes = 64 * 1024;
+  uint32_t drain_seconds = 10;
+  std::string backend = "echo";
+  uint32_t recv_buffer_size = 4096;
+  uint32_t recv_buffers = 1024;
+  uint32_t queue_capacity = 8192;
+  uint32_t ring_entries = 4096;
+  uint32_t tick_ms = 20;
+  bool force_plain_ring = false;
+};
+
+// Reads the parsed command-line flags into a Config and checks them; the error names the bad flag.
+absl::StatusOr<Config> ConfigFromFlags();
+
+}  // namespace longlink::gateway

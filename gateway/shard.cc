@@ -1,0 +1,1038 @@
+#include "gateway/shard.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+#include "core/clock.h"
+#include "core/status.h"
+#include "core/user_data.h"
+#include "gateway/auth/token.h"
+
+namespace longlink::gateway {
+
+using core::PackUserData;
+using core::UnpackUserData;
+using core::kShardMessageRelease;
+namespace proto = longlink::protocol;
+
+namespace {
+
+uint64_t Mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// Blob for PushToUsers: the frame followed by the user ids, one allocation per target shard.
+struct PushManyBlob {
+  uint32_t frame_len;
+  uint32_t user_count;
+  // frame bytes, then user_count uint64_t (8-aligned)
+  uint8_t* frame() { return reinterpret_cast<uint8_t*>(this + 1); }
+  uint64_t* users() {
+    size_t off = (frame_len + 7u) & ~size_t{7};
+    return reinterpret_cast<uint64_t*>(frame() + off);
+  }
+  static size_t SizeFor(uint32_t frame_len, uint32_t users) {
+    return sizeof(PushManyBlob) + ((frame_len + 7u) & ~size_t{7}) + sizeof(uint64_t) * users;
+  }
+};
+
+}  // namespace
+
+std::string_view CloseReasonName(CloseReason r) {
+  switch (r) {
+#define LL_NAME_(n)        \
+  case CloseReason::k_##n: \
+    return #n;
+    LONGLINK_CLOSE_REASONS(LL_NAME_)
+#undef LL_NAME_
+    case CloseReason::kCount:
+      break;
+  }
+  return "unknown";
+}
+
+Shard::Shard(uint32_t id, Shared* shared, int listen_fd, const metrics::Buckets* latency_buckets)
+    : id_(id),
+      shared_(shared),
+      cfg_(*shared->config),
+      shards_(shared->config->shards),
+      listen_fd_(listen_fd),
+      outbox_(shared->grid, id),
+      registry_(&conns_),
+      stats_(latency_buckets),
+      rng_state_(Mix64(id + 1)),
+      tick_ms_(shared->config->tick_ms),
+      scratch_(1024) {}
+
+Shard::~Shard() {
+  Join();
+  if (listen_fd_ >= 0) close(listen_fd_);
+}
+
+void Shard::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Shard::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+uint32_t Shard::OwnerShard(uint64_t user_id) const {
+  return static_cast<uint32_t>(Mix64(user_id) % shards_);
+}
+
+uint64_t Shard::NowTick() const { return core::MonoMillis() / tick_ms_; }
+
+void Shard::Run() {
+  setup_status_ = Setup();
+  if (!setup_status_.ok()) {
+    std::fprintf(stderr, "longlink-gateway: shard %u: %s\n", id_, setup_status_.ToString().c_str());
+    shared_->failed.fetch_add(1);
+    return;
+  }
+  shared_->started.fetch_add(1);
+  Loop();
+}
+
+absl::Status Shard::Setup() {
+  core::RingOptions ro;
+  ro.sq_entries = cfg_.ring_entries;
+  ro.cq_entries = cfg_.ring_entries * 4;
+  ro.fixed_files = cfg_.max_conns_per_shard;
+  ro.force_plain = cfg_.force_plain_ring;
+  RETURN_IF_ERROR(ring_.Init(ro));
+  stats_.ring_mode.Set(static_cast<int64_t>(ring_.mode()));
+  RETURN_IF_ERROR(bufs_.Init(ring_.raw(), 0, cfg_.recv_buffers, cfg_.recv_buffer_size));
+  // Room for connections still finishing their close while new ones arrive.
+  RETURN_IF_ERROR(conns_.Init(cfg_.max_conns_per_shard + 4096));
+  wheel_ = core::TimerWheel(4096, NowTick());
+  backend_ = shared_->backend_factory->ForShard(this);
+  RETURN_IF_ERROR(backend_->Start());
+  shared_->grid->PublishRingFd(id_, ring_.fd());
+  ArmAccept();
+  return absl::OkStatus();
+}
+
+void Shard::Loop() {
+  const uint64_t wait_ns = static_cast<uint64_t>(tick_ms_) * 1000000ull;
+  for (;;) {
+    if (!draining_ && shared_->draining.load(std::memory_order_relaxed)) StartDrain();
+    if (draining_ && conns_.live() == 0 && migrations_in_.empty()) break;
+
+    ring_.SubmitAndWait(wait_ns);
+    unsigned head;
+    unsigned seen = 0;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(ring_.raw(), head, cqe) {
+      HandleCqe(cqe);
+      ++seen;
+    }
+    io_uring_cq_advance(ring_.raw(), seen);
+
+    DrainInbound(shared_->grid, id_, [this](const core::ShardMessage& m) { OnShardMessage(m); });
+    wheel_.Advance(NowTick(), [this](uint32_t t) { OnTimer(t); });
+    backend_->OnTick(core::MonoMillis());
+
+    bufs_.Commit();
+    if (!starved_.empty()) {
+      std::vector<uint32_t> again;
+      again.swap(starved_);
+      for (uint32_t id : again) {
+        Conn& c = conns_[id];
+        if (c.state == ConnState::kActive || c.state == ConnState::kAwaitLogin) {
+          c.flags &= static_cast<uint8_t>(~kRecvStarved);
+          ArmRecv(id);
+        }
+      }
+    }
+    FlushSends();
+    outbox_.Flush(&ring_, PackUserData(kOpWake, 0, 0));
+    if (draining_ && NowTick() >= drain_deadline_tick_) {
+      for (uint32_t id = 0; id < conns_.high_water(); ++id) {
+        ConnState s = conns_[id].state;
+        if (s != ConnState::kFree && s != ConnState::kClosing) Close(id, CloseReason::k_draining);
+      }
+      drain_deadline_tick_ = ~uint64_t{0};
+    }
+  }
+  ring_.Submit();
+}
+
+void Shard::HandleCqe(const io_uring_cqe* cqe) {
+  core::UserData ud = UnpackUserData(cqe->user_data);
+  switch (ud.op) {
+    case kOpIgnore:
+    case kOpWake:
+      return;
+    case kOpAccept:
+      OnAccept(cqe);
+      return;
+    case kOpMigrateIn:
+      OnMigrateIn(cqe);
+      return;
+    default:
+      break;
+  }
+  // Receive buffers go back to the ring whatever became of the connection.
+  if (ud.op == kOpRecv && (cqe->flags & IORING_CQE_F_BUFFER) && (ud.slot >= conns_.high_water() ||
+                                                                  conns_[ud.slot].gen != ud.gen)) {
+    bufs_.Recycle(static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+  }
+  if (ud.slot >= conns_.high_water() || conns_[ud.slot].gen != ud.gen ||
+      conns_[ud.slot].state == ConnState::kFree) {
+    stats_.stale_completions_total.Inc();
+    return;
+  }
+  switch (ud.op) {
+    case kOpRecv:
+      OnRecv(ud.slot, cqe);
+      break;
+    case kOpSend:
+      OnSend(ud.slot, cqe);
+      break;
+    case kOpClose:
+      OnClose(ud.slot);
+      break;
+    case kOpMigrateOut:
+      OnMigrateOut(ud.slot, cqe);
+      break;
+    default:
+      break;
+  }
+}
+
+// ---- accept ----
+
+void Shard::ArmAccept() {
+  if (accept_armed_ || draining_ || listen_fd_ < 0) return;
+  io_uring_sqe* sqe = ring_.Sqe();
+  // Multishot accept straight into the fixed-file table (kernel 5.19).
+  io_uring_prep_multishot_accept_direct(sqe, listen_fd_, nullptr, nullptr, 0);
+  io_uring_sqe_set_data64(sqe, PackUserData(kOpAccept, 0, 0));
+  accept_armed_ = true;
+}
+
+void Shard::OnAccept(const io_uring_cqe* cqe) {
+  if (!(cqe->flags & IORING_CQE_F_MORE)) accept_armed_ = false;
+  if (cqe->res < 0) {
+    if (cqe->res == -ENFILE) {
+      // The fixed-file table is full: stop accepting until a connection closes. Pending connections
+      // wait in the listen backlog meanwhile.
+      if (!accept_paused_) stats_.fixed_table_full_total.Inc();
+      accept_paused_ = true;
+      return;
+    }
+    if (cqe->res != -ECANCELED) stats_.accept_errors_total.Inc();
+    if (!accept_armed_ && !accept_paused_) ArmAccept();
+    return;
+  }
+  if (!accept_armed_ && !accept_paused_) ArmAccept();
+  uint32_t slot = static_cast<uint32_t>(cqe->res);
+  uint32_t id = conns_.Alloc();
+  if (id == kNoConn) {
+    io_uring_sqe* sqe = ring_.Sqe();
+    io_uring_prep_close_direct(sqe, slot);
+    io_uring_sqe_set_data64(sqe, 0);
+    return;
+  }
+  stats_.accepts_total.Inc();
+  stats_.connections.Add(1);
+  Conn& c = conns_[id];
+  c.file_slot = slot;
+  c.state = ConnState::kAwaitLogin;
+  c.last_rx_tick = static_cast<uint32_t>(NowTick());
+  wheel_.Arm(TimerId(id, kTimerSession), NowTick() + (cfg_.login_timeout_ms + tick_ms_ - 1) / tick_ms_);
+  ArmRecv(id);
+}
+
+// ---- receive ----
+
+void Shard::ArmRecv(uint32_t id) {
+  Conn& c = conns_[id];
+  if (c.flags & kRecvArmed) return;
+  io_uring_sqe* sqe = ring_.Sqe();
+  if (c.state == ConnState::kActive) {
+    // Multishot recv (kernel 6.0): one request feeds every read until it ends.
+    io_uring_prep_recv_multishot(sqe, static_cast<int>(c.file_slot), nullptr, 0, 0);
+    c.flags |= kMultishot;
+  } else {
+    // Before login a one-shot recv: nothing is left outstanding when the connection moves shards.
+    io_uring_prep_recv(sqe, static_cast<int>(c.file_slot), nullptr, 0, 0);
+    c.flags &= static_cast<uint8_t>(~kMultishot);
+  }
+  sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+  sqe->buf_group = bufs_.group_id();
+  io_uring_sqe_set_data64(sqe, PackUserData(kOpRecv, c.gen, id));
+  c.flags |= kRecvArmed;
+}
+
+void Shard::OnRecv(uint32_t id, const io_uring_cqe* cqe) {
+  Conn& c = conns_[id];
+  bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+  if (!more) c.flags &= static_cast<uint8_t>(~kRecvArmed);
+  if (cqe->res > 0) {
+    uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+    stats_.received_bytes_total.Inc(static_cast<uint64_t>(cqe->res));
+    if (c.state == ConnState::kAwaitLogin || c.state == ConnState::kActive) {
+      c.last_rx_tick = static_cast<uint32_t>(NowTick());
+      Consume(id, bufs_.Buffer(bid), static_cast<uint32_t>(cqe->res));
+    }
+    bufs_.Recycle(bid);
+  } else if (cqe->res == 0) {
+    Close(id, CloseReason::k_peer_closed);
+  } else if (cqe->res == -ENOBUFS) {
+    // The buffer ring ran dry; buffers come back as this round's data is parsed. Re-arm after that.
+    stats_.buffer_ring_exhausted_total.Inc();
+    if (!(c.flags & kRecvStarved) && c.state != ConnState::kClosing) {
+      c.flags |= kRecvStarved;
+      starved_.push_back(id);
+    }
+  } else if (cqe->res != -ECANCELED) {
+    Close(id, CloseReason::k_read_error);
+  }
+  Conn& c2 = conns_[id];
+  if (c2.state == ConnState::kClosing) {
+    MaybeFree(id);
+    return;
+  }
+  if (!(c2.flags & kRecvArmed) && !(c2.flags & kRecvStarved) && !(c2.flags & kCloseAfterFlush) &&
+      (c2.state == ConnState::kActive || c2.state == ConnState::kAwaitLogin) && cqe->res > 0) {
+    ArmRecv(id);
+  }
+}
+
+void Shard::Consume(uint32_t id, const uint8_t* data, uint32_t len) {
+  while (len > 0) {
+    Conn& c = conns_[id];
+    if (c.state != ConnState::kAwaitLogin && c.state != ConnState::kActive) return;
+    if (c.flags & kCloseAfterFlush) return;
+    if (c.carry != nullptr) {
+      // Complete the partial frame from the new bytes.
+      Carry* k = c.carry;
+      proto::Header h;
+      if (k->len < proto::kHeaderSize) {
+        uint32_t take = std::min<uint32_t>(len, static_cast<uint32_t>(proto::kHeaderSize) - k->len);
+        std::memcpy(k->data + k->len, data, take);
+        k->len += take;
+        data += take;
+        len -= take;
+        if (k->len < proto::kHeaderSize) return;
+      }
+      proto::FrameStatus st = proto::PeekFrame({k->data, k->len}, cfg_.max_frame_bytes, &h);
+      if (st == proto::FrameStatus::kTooLarge) {
+        Close(id, CloseReason::k_frame_too_large);
+        return;
+      }
+      if (st != proto::FrameStatus::kOk && st != proto::FrameStatus::kNeedMore) {
+        Close(id, CloseReason::k_bad_frame);
+        return;
+      }
+      if (k->len < h.length) {
+        k = c.carry = Carry::Reserve(k, h.length);
+        uint32_t take = std::min<uint32_t>(len, h.length - k->len);
+        std::memcpy(k->data + k->len, data, take);
+        k->len += take;
+        data += take;
+        len -= take;
+        if (k->len < h.length) return;
+      }
+      // The carry holds exactly one frame now. Detach it first: handling may close or move the connection.
+      c.carry = nullptr;
+      bool go_on = HandleFrame(id, h, {k->data + proto::kHeaderSize, h.length - proto::kHeaderSize});
+      std::free(k);
+      if (!go_on) {
+        if (len > 0 && conns_[id].state == ConnState::kMigrating) {
+          Carry* rest = Carry::New(len);
+          std::memcpy(rest->data, data, len);
+          rest->len = len;
+          conns_[id].carry = rest;
+        }
+        return;
+      }
+      continue;
+    }
+    proto::Header h;
+    proto::FrameStatus st = proto::PeekFrame({data, len}, cfg_.max_frame_bytes, &h);
+    if (st == proto::FrameStatus::kOk) {
+      bool go_on = HandleFrame(id, h, {data + proto::kHeaderSize, h.length - proto::kHeaderSize});
+      data += h.length;
+      len -= h.length;
+      if (!go_on) {
+        if (len > 0 && conns_[id].state == ConnState::kMigrating) {
+          Carry* rest = Carry::New(len);
+          std::memcpy(rest->data, data, len);
+          rest->len = len;
+          conns_[id].carry = rest;
+        }
+        return;
+      }
+      continue;
+    }
+    if (st == proto::FrameStatus::kNeedMore) {
+      uint32_t want = len >= proto::kHeaderSize ? h.length : static_cast<uint32_t>(proto::kHeaderSize);
+      Carry* k = Carry::New(std::max<uint32_t>(want, len));
+      std::memcpy(k->data, data, len);
+      k->len = len;
+      c.carry = k;
+      return;
+    }
+    Close(id, st == proto::FrameStatus::kTooLarge ? CloseReason::k_frame_too_large : CloseReason::k_bad_frame);
+    return;
+  }
+}
+
+bool Shard::HandleFrame(uint32_t id, const proto::Header& h, std::span<const uint8_t> body) {
+  stats_.frames_in[proto::IsKnownOpcode(h.opcode) ? h.opcode : 0].Inc();
+  Conn& c = conns_[id];
+  if (c.state == ConnState::kAwaitLogin) {
+    if (h.opcode != static_cast<uint8_t>(proto::Opcode::kLogin)) {
+      SendError(id, h.request_id, proto::ErrorCode::kNotLoggedIn, "the first frame must be LOGIN");
+      CloseAfterFlush(id, CloseReason::k_not_logged_in);
+      return false;
+    }
+    return HandleLogin(id, h, body);
+  }
+  switch (static_cast<proto::Opcode>(h.opcode)) {
+    case proto::Opcode::kPing: {
+      proto::PingBody ping;
+      if (!proto::Decode(body, &ping)) break;
+      proto::PongBody pong;
+      pong.timestamp = ping.timestamp;
+      EnqueueFrame(id, h.request_id, pong);
+      return conns_[id].state == ConnState::kActive;
+    }
+    case proto::Opcode::kSend: {
+      proto::SendBody send;
+      if (!proto::Decode(body, &send)) break;
+      backend_->OnSend(SessionOf(id), h.request_id, send);
+      return conns_[id].state == ConnState::kActive;
+    }
+    case proto::Opcode::kPushAck: {
+      proto::PushAckBody ack;
+      if (!proto::Decode(body, &ack)) break;
+      backend_->OnPushAck(SessionOf(id), ack);
+      return conns_[id].state == ConnState::kActive;
+    }
+    case proto::Opcode::kSync: {
+      proto::SyncBody sync;
+      if (!proto::Decode(body, &sync)) break;
+      backend_->OnSync(SessionOf(id), h.request_id, sync);
+      return conns_[id].state == ConnState::kActive;
+    }
+    case proto::Opcode::kLogout: {
+      proto::LogoutBody lo;
+      if (!proto::Decode(body, &lo)) break;
+      CloseAfterFlush(id, CloseReason::k_logout);
+      return false;
+    }
+    case proto::Opcode::kLogin:
+      SendError(id, h.request_id, proto::ErrorCode::kAlreadyLoggedIn, "already logged in");
+      return conns_[id].state == ConnState::kActive;
+    case proto::Opcode::kPong:
+      // A client may answer a server PING; nothing to do beyond the liveness already noted.
+      return true;
+    default:
+      if (!backend_->OnFrame(SessionOf(id), h, body)) {
+        if (proto::IsKnownOpcode(h.opcode)) {
+          SendError(id, h.request_id, proto::ErrorCode::kUnsupported, "opcode not accepted from clients");
+        } else {
+          SendError(id, h.request_id, proto::ErrorCode::kUnknownOpcode, "unknown opcode");
+        }
+      }
+      return conns_[id].state == ConnState::kActive;
+  }
+  // A known opcode whose body did not decode.
+  SendError(id, h.request_id, proto::ErrorCode::kMalformedBody,
+            std::string("malformed ") + std::string(proto::OpcodeName(h.opcode)) + " body");
+  CloseAfterFlush(id, CloseReason::k_malformed_body);
+  return false;
+}
+
+// ---- login ----
+
+bool Shard::HandleLogin(uint32_t id, const proto::Header& h, std::span<const uint8_t> body) {
+  uint64_t start_ns = core::MonoNanos();
+  proto::LoginBody login;
+  if (!proto::Decode(body, &login)) {
+    stats_.login_failures_total.Inc();
+    SendError(id, h.request_id, proto::ErrorCode::kMalformedBody, "malformed login body");
+    CloseAfterFlush(id, CloseReason::k_malformed_body);
+    return false;
+  }
+  if (cfg_.auth == AuthMode::kToken) {
+    auth::TokenResult r = auth::VerifyToken(cfg_.auth_secret, login.token, login.user_id, login.device_id,
+                                            core::UnixMillis() / 1000);
+    if (r != auth::TokenResult::kOk) {
+      stats_.login_failures_total.Inc();
+      proto::LoginAckBody ack;
+      ack.status = static_cast<uint16_t>(proto::LoginStatus::kAuthFailed);
+      std::string msg = std::string("authentication failed: ") + std::string(auth::TokenResultName(r));
+      ack.message = msg;
+      ack.server_time_ms = core::UnixMillis();
+      EnqueueFrame(id, h.request_id, ack);
+      CloseAfterFlush(id, CloseReason::k_auth_failed);
+      return false;
+    }
+  }
+  Conn& c = conns_[id];
+  c.user_id = login.user_id;
+  c.device_id = login.device_id;
+  c.platform = login.platform;
+  wheel_.Cancel(TimerId(id, kTimerSession));
+  uint32_t owner = OwnerShard(login.user_id);
+  if (owner == id_) {
+    CompleteLogin(id, h.request_id, start_ns);
+    return conns_[id].state == ConnState::kActive;
+  }
+  StartMigration(id, owner, h.request_id, start_ns);
+  return false;
+}
+
+void Shard::CompleteLogin(uint32_t id, uint32_t request_id, uint64_t start_ns) {
+  Conn& c = conns_[id];
+  uint32_t old = registry_.Add(id);
+  if (old != kNoConn) {
+    // The same device logged in again: the newer connection wins.
+    stats_.kicks_total.Inc();
+    proto::KickBody kick;
+    kick.reason = static_cast<uint16_t>(proto::KickReason::kDuplicateDevice);
+    kick.message = "the same device logged in again";
+    EnqueueFrame(old, 0, kick);
+    EndSession(old);
+    CloseAfterFlush(old, CloseReason::k_kicked);
+  }
+  c.state = ConnState::kActive;
+  ++next_session_;
+  if (backend_->OnLogin(SessionOf(id)) == LoginVerdict::kDeny) {
+    stats_.login_failures_total.Inc();
+    registry_.Remove(id);
+    proto::LoginAckBody ack;
+    ack.status = static_cast<uint16_t>(proto::LoginStatus::kAuthFailed);
+    ack.message = "login denied";
+    ack.server_time_ms = core::UnixMillis();
+    EnqueueFrame(id, request_id, ack);
+    CloseAfterFlush(id, CloseReason::k_login_rejected);
+    return;
+  }
+  stats_.logins_total.Inc();
+  stats_.sessions.Add(1);
+  proto::LoginAckBody ack;
+  ack.status = static_cast<uint16_t>(proto::LoginStatus::kOk);
+  ack.heartbeat_interval_ms = cfg_.heartbeat_interval_ms;
+  ack.heartbeat_timeout_ms = cfg_.heartbeat_timeout_ms;
+  ack.session_id = SessionOf(id).session_id;
+  ack.server_time_ms = core::UnixMillis();
+  EnqueueFrame(id, request_id, ack);
+  stats_.login_latency.Observe(static_cast<double>(core::MonoNanos() - start_ns) * 1e-9);
+  Conn& c2 = conns_[id];
+  c2.last_rx_tick = static_cast<uint32_t>(NowTick());
+  wheel_.Arm(TimerId(id, kTimerSession), NowTick() + (cfg_.heartbeat_timeout_ms + tick_ms_ - 1) / tick_ms_);
+}
+
+void Shard::StartMigration(uint32_t id, uint32_t owner, uint32_t request_id, uint64_t start_ns) {
+  Conn& c = conns_[id];
+  c.state = ConnState::kMigrating;
+  uint32_t token = next_migration_++ & 0xffffff;
+  outgoing_[id] = OutgoingMigration{owner, request_id, token, start_ns};
+  io_uring_sqe* sqe = ring_.Sqe();
+  // The descriptor moves first; the login record follows through the grid once the move succeeded, so
+  // the owner never waits for a descriptor that failed to arrive.
+  core::PrepMsgRingSendFd(sqe, shared_->grid->RingFd(owner), c.file_slot, PackUserData(kOpMigrateIn, id_, token));
+  io_uring_sqe_set_data64(sqe, PackUserData(kOpMigrateOut, c.gen, id));
+}
+
+void Shard::OnMigrateOut(uint32_t id, const io_uring_cqe* cqe) {
+  auto it = outgoing_.find(id);
+  if (it == outgoing_.end()) return;
+  OutgoingMigration mig = it->second;
+  outgoing_.erase(it);
+  Conn& c = conns_[id];
+  if (cqe->res < 0) {
+    // Typically -ENFILE: the owner shard's fixed-file table is full.
+    stats_.login_failures_total.Inc();
+    Close(id, CloseReason::k_migrate_failed);
+    return;
+  }
+  core::ShardMessage m;
+  m.kind = kMsgMigrate;
+  m.a = c.user_id;
+  m.b = mig.start_ns;
+  m.u32 = c.device_id;
+  m.u32b = mig.request_id;
+  m.len = (static_cast<uint32_t>(c.platform) << 24) | mig.token;
+  m.ptr = c.carry;  // bytes that followed LOGIN; handed back here once the owner parsed them
+  c.carry = nullptr;
+  Post(mig.owner, m);
+  stats_.migrations_total.Inc();
+  // The owner holds its own reference to the socket now; drop ours.
+  io_uring_sqe* sqe = ring_.Sqe();
+  io_uring_prep_close_direct(sqe, c.file_slot);
+  io_uring_sqe_set_data64(sqe, PackUserData(kOpIgnore, 0, 0));
+  stats_.connections.Add(-1);
+  c.state = ConnState::kClosing;
+  MaybeFree(id);
+  if (accept_paused_) {
+    accept_paused_ = false;
+    ArmAccept();
+  }
+}
+
+void Shard::OnMigrateIn(const io_uring_cqe* cqe) {
+  core::UserData ud = UnpackUserData(cqe->user_data);
+  uint64_t key = (static_cast<uint64_t>(ud.gen) << 32) | ud.slot;
+  if (cqe->res < 0) return;  // the sender saw the same error and closed the connection
+  PendingMigration& p = migrations_in_[key];
+  p.slot = cqe->res;
+  if (p.have_record) FinishMigrateIn(key, p);
+}
+
+void Shard::FinishMigrateIn(uint64_t key, PendingMigration& p) {
+  core::ShardMessage m = p.record;
+  uint32_t slot = static_cast<uint32_t>(p.slot);
+  migrations_in_.erase(key);
+  auto release = [&] {
+    if (m.ptr != nullptr) Post(m.from, core::ShardMessage{kShardMessageRelease, 0, kMsgMigrate, 0, 0, m.ptr, 0, 0});
+  };
+  uint32_t id = conns_.Alloc();
+  if (id == kNoConn) {
+    io_uring_sqe* sqe = ring_.Sqe();
+    io_uring_prep_close_direct(sqe, slot);
+    io_uring_sqe_set_data64(sqe, PackUserData(kOpIgnore, 0, 0));
+    stats_.closes[static_cast<size_t>(CloseReason::k_migrate_failed)].Inc();
+    release();
+    return;
+  }
+  stats_.connections.Add(1);
+  Conn& c = conns_[id];
+  c.file_slot = slot;
+  c.state = ConnState::kAwaitLogin;
+  c.user_id = m.a;
+  c.device_id = m.u32;
+  c.platform = static_cast<uint8_t>(m.len >> 24);
+  c.last_rx_tick = static_cast<uint32_t>(NowTick());
+  CompleteLogin(id, m.u32b, m.b);
+  if (conns_[id].state == ConnState::kActive) {
+    if (draining_) {
+      proto::GoawayBody g;
+      g.reconnect_delay_ms = static_cast<uint32_t>(Mix64(++rng_state_) % (cfg_.drain_seconds * 1000ull + 1));
+      g.reason = "draining";
+      EnqueueFrame(id, 0, g);
+      CloseAfterFlush(id, CloseReason::k_draining);
+    } else if (m.ptr != nullptr) {
+      auto* carry = static_cast<Carry*>(m.ptr);
+      Consume(id, carry->data, carry->len);
+    }
+    if (conns_[id].state == ConnState::kActive && !(conns_[id].flags & kCloseAfterFlush)) ArmRecv(id);
+  }
+  release();
+}
+
+// ---- output ----
+
+template <class Body>
+bool Shard::EnqueueFrame(uint32_t id, uint32_t request_id, const Body& body) {
+  size_t size = proto::FrameSize(body);
+  if (size > scratch_.size()) scratch_.resize(size);
+  size_t n = proto::Encode(request_id, body, scratch_);
+  if (n == 0) return false;
+  return Enqueue(id, {scratch_.data(), n});
+}
+
+bool Shard::Enqueue(uint32_t id, std::span<const uint8_t> bytes) {
+  Conn& c = conns_[id];
+  if ((c.state != ConnState::kActive && c.state != ConnState::kAwaitLogin) || (c.flags & kCloseAfterFlush)) {
+    return false;
+  }
+  uint32_t n = static_cast<uint32_t>(bytes.size());
+  OutQueue* q = c.out;
+  if (q == nullptr) q = c.out = new OutQueue();
+  if (static_cast<uint64_t>(q->bytes()) + n > cfg_.max_pending_bytes) {
+    stats_.slow_consumers_total.Inc();
+    Close(id, CloseReason::k_slow_consumer);
+    return false;
+  }
+  if (q->pending_len + n > q->pending_cap) {
+    uint32_t cap = std::max<uint32_t>(q->pending_len + n, std::max<uint32_t>(256, q->pending_cap * 2));
+    q->pending = static_cast<uint8_t*>(std::realloc(q->pending, cap));
+    q->pending_cap = cap;
+  }
+  std::memcpy(q->pending + q->pending_len, bytes.data(), n);
+  q->pending_len += n;
+  stats_.pending_send_bytes.Add(n);
+  if (n > 5) {
+    uint8_t op = bytes[5];
+    stats_.frames_out[proto::IsKnownOpcode(op) ? op : 0].Inc();
+  }
+  if (!(c.flags & kDirty)) {
+    c.flags |= kDirty;
+    dirty_.push_back(id);
+  }
+  return true;
+}
+
+void Shard::FlushSends() {
+  for (uint32_t id : dirty_) {
+    Conn& c = conns_[id];
+    if (!(c.flags & kDirty)) continue;
+    c.flags &= static_cast<uint8_t>(~kDirty);
+    if (c.state == ConnState::kFree || c.state == ConnState::kClosing) continue;
+    if (!(c.flags & kSendInflight)) SubmitSend(id);
+  }
+  dirty_.clear();
+}
+
+void Shard::SubmitSend(uint32_t id) {
+  Conn& c = conns_[id];
+  OutQueue* q = c.out;
+  if (q == nullptr) return;
+  if (q->sending_off >= q->sending_len) {
+    if (q->pending_len == 0) return;
+    // The drained sending buffer becomes the next pending one, so a busy connection reuses two buffers.
+    std::swap(q->sending, q->pending);
+    std::swap(q->sending_cap, q->pending_cap);
+    q->sending_len = q->pending_len;
+    q->sending_off = 0;
+    q->pending_len = 0;
+  }
+  io_uring_sqe* sqe = ring_.Sqe();
+  io_uring_prep_send(sqe, static_cast<int>(c.file_slot), q->sending + q->sending_off, q->sending_len - q->sending_off,
+                     MSG_NOSIGNAL);
+  sqe->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(sqe, PackUserData(kOpSend, c.gen, id));
+  c.flags |= kSendInflight;
+  wheel_.Arm(TimerId(id, kTimerWrite), NowTick() + (cfg_.write_timeout_ms + tick_ms_ - 1) / tick_ms_);
+}
+
+void Shard::OnSend(uint32_t id, const io_uring_cqe* cqe) {
+  Conn& c = conns_[id];
+  c.flags &= static_cast<uint8_t>(~kSendInflight);
+  if (c.state == ConnState::kClosing) {
+    MaybeFree(id);
+    return;
+  }
+  if (cqe->res < 0) {
+    Close(id, CloseReason::k_write_error);
+    return;
+  }
+  OutQueue* q = c.out;
+  uint32_t sent = static_cast<uint32_t>(cqe->res);
+  stats_.sent_bytes_total.Inc(sent);
+  stats_.pending_send_bytes.Add(-static_cast<int64_t>(sent));
+  q->sending_off += sent;
+  if (q->sending_off < q->sending_len || q->pending_len > 0) {
+    SubmitSend(id);
+    return;
+  }
+  wheel_.Cancel(TimerId(id, kTimerWrite));
+  std::free(q->sending);
+  std::free(q->pending);
+  delete q;
+  c.out = nullptr;
+  if (c.flags & kCloseAfterFlush) Close(id, c.reason);
+}
+
+void Shard::SendError(uint32_t id, uint32_t request_id, proto::ErrorCode code, std::string_view message) {
+  proto::ErrorBody e;
+  e.code = static_cast<uint16_t>(code);
+  e.message = message;
+  EnqueueFrame(id, request_id, e);
+}
+
+// ---- closing ----
+
+void Shard::EndSession(uint32_t id) {
+  Conn& c = conns_[id];
+  if (!(c.flags & kInRegistry)) return;
+  registry_.Remove(id);
+  stats_.sessions.Add(-1);
+  backend_->OnDisconnect(SessionOf(id));
+}
+
+void Shard::CloseAfterFlush(uint32_t id, CloseReason reason) {
+  Conn& c = conns_[id];
+  if (c.state == ConnState::kClosing || c.state == ConnState::kFree || (c.flags & kCloseAfterFlush)) return;
+  EndSession(id);
+  c.flags |= kCloseAfterFlush;
+  c.reason = reason;
+  wheel_.Cancel(TimerId(id, kTimerSession));
+  if (c.out == nullptr || c.out->bytes() == 0) {
+    Close(id, reason);
+    return;
+  }
+  // Queued output goes out with this round's flush; the write timer bounds how long that may take.
+  if (!(c.flags & kSendInflight)) {
+    wheel_.Arm(TimerId(id, kTimerWrite), NowTick() + (cfg_.write_timeout_ms + tick_ms_ - 1) / tick_ms_);
+  }
+}
+
+void Shard::Close(uint32_t id, CloseReason reason) {
+  Conn& c = conns_[id];
+  if (c.state == ConnState::kClosing || c.state == ConnState::kFree) return;
+  if (c.flags & kCloseAfterFlush) reason = c.reason;
+  EndSession(id);
+  stats_.closes[static_cast<size_t>(reason)].Inc();
+  stats_.connections.Add(-1);
+  c.reason = reason;
+  c.state = ConnState::kClosing;
+  wheel_.Cancel(TimerId(id, kTimerSession));
+  wheel_.Cancel(TimerId(id, kTimerWrite));
+  // Cancel whatever is outstanding on the descriptor (kernel 6.0 for fixed-descriptor cancel), then close
+  // it; the hard link runs the close even when there was nothing to cancel.
+  io_uring_sqe* sqe = ring_.Sqe();
+  io_uring_prep_cancel_fd(sqe, static_cast<int>(c.file_slot), IORING_ASYNC_CANCEL_FD_FIXED | IORING_ASYNC_CANCEL_ALL);
+  sqe->flags |= IOSQE_IO_HARDLINK;
+  io_uring_sqe_set_data64(sqe, PackUserData(kOpIgnore, 0, 0));
+  sqe = ring_.Sqe();
+  io_uring_prep_close_direct(sqe, c.file_slot);
+  io_uring_sqe_set_data64(sqe, PackUserData(kOpClose, c.gen, id));
+  c.flags |= kCloseInflight;
+}
+
+void Shard::OnClose(uint32_t id) {
+  conns_[id].flags &= static_cast<uint8_t>(~kCloseInflight);
+  if (accept_paused_) {
+    accept_paused_ = false;
+    ArmAccept();
+  }
+  MaybeFree(id);
+}
+
+void Shard::MaybeFree(uint32_t id) {
+  Conn& c = conns_[id];
+  if (c.state != ConnState::kClosing) return;
+  if (c.flags & (kRecvArmed | kSendInflight | kCloseInflight)) return;
+  if (c.out != nullptr) {
+    stats_.pending_send_bytes.Add(-static_cast<int64_t>(c.out->bytes()));
+    std::free(c.out->sending);
+    std::free(c.out->pending);
+    delete c.out;
+    c.out = nullptr;
+  }
+  if (c.carry != nullptr) {
+    std::free(c.carry);
+    c.carry = nullptr;
+  }
+  conns_.Free(id);
+}
+
+// ---- delivery and cross-shard messages ----
+
+bool Shard::SendTo(const ConnRef& ref, std::span<const uint8_t> frame) {
+  if (ref.shard != id_ || !conns_.Valid(ref.id, ref.gen)) return false;
+  return Enqueue(ref.id, frame);
+}
+
+void Shard::DeliverLocal(uint64_t user_id, uint32_t device_id, std::span<const uint8_t> frame) {
+  uint32_t id = registry_.First(user_id);
+  while (id != kNoConn) {
+    // Enqueue may close the connection (slow consumer), which unlinks it: read the next link first.
+    uint32_t next = conns_[id].next;
+    if (device_id == 0 || conns_[id].device_id == device_id) Enqueue(id, frame);
+    id = next;
+  }
+}
+
+void Shard::PushToUser(uint64_t user_id, uint32_t device_id, std::span<const uint8_t> frame) {
+  uint32_t owner = OwnerShard(user_id);
+  if (owner == id_) {
+    DeliverLocal(user_id, device_id, frame);
+    return;
+  }
+  auto* copy = static_cast<uint8_t*>(std::malloc(frame.size()));
+  std::memcpy(copy, frame.data(), frame.size());
+  Post(owner, core::ShardMessage{kMsgPush, 0, device_id, user_id, 0, copy, static_cast<uint32_t>(frame.size()), 0});
+}
+
+void Shard::PushToUsers(std::span<const uint64_t> user_ids, std::span<const uint8_t> frame) {
+  std::vector<uint32_t> per_shard(shards_, 0);
+  for (uint64_t u : user_ids) {
+    uint32_t owner = OwnerShard(u);
+    if (owner == id_) {
+      DeliverLocal(u, 0, frame);
+    } else {
+      ++per_shard[owner];
+    }
+  }
+  std::vector<PushManyBlob*> blobs(shards_, nullptr);
+  for (uint32_t s = 0; s < shards_; ++s) {
+    if (per_shard[s] == 0) continue;
+    auto* b = static_cast<PushManyBlob*>(
+        std::malloc(PushManyBlob::SizeFor(static_cast<uint32_t>(frame.size()), per_shard[s])));
+    b->frame_len = static_cast<uint32_t>(frame.size());
+    b->user_count = 0;
+    std::memcpy(b->frame(), frame.data(), frame.size());
+    blobs[s] = b;
+  }
+  for (uint64_t u : user_ids) {
+    uint32_t owner = OwnerShard(u);
+    if (owner != id_) blobs[owner]->users()[blobs[owner]->user_count++] = u;
+  }
+  for (uint32_t s = 0; s < shards_; ++s) {
+    if (blobs[s] != nullptr) Post(s, core::ShardMessage{kMsgPushMany, 0, 0, 0, 0, blobs[s], 0, 0});
+  }
+}
+
+void Shard::KickLocal(uint64_t user_id, uint32_t device_id, proto::KickReason reason, std::string_view message) {
+  uint32_t id = registry_.First(user_id);
+  while (id != kNoConn) {
+    uint32_t next = conns_[id].next;
+    if (device_id == 0 || conns_[id].device_id == device_id) {
+      stats_.kicks_total.Inc();
+      proto::KickBody k;
+      k.reason = static_cast<uint16_t>(reason);
+      k.message = message;
+      EnqueueFrame(id, 0, k);
+      CloseAfterFlush(id, CloseReason::k_kicked);
+    }
+    id = next;
+  }
+}
+
+void Shard::Kick(uint64_t user_id, uint32_t device_id, proto::KickReason reason, std::string_view message) {
+  uint32_t owner = OwnerShard(user_id);
+  if (owner == id_) {
+    KickLocal(user_id, device_id, reason, message);
+    return;
+  }
+  auto* copy = static_cast<char*>(std::malloc(std::max<size_t>(1, message.size())));
+  std::memcpy(copy, message.data(), message.size());
+  Post(owner, core::ShardMessage{kMsgKick, 0, device_id, user_id, 0, copy, static_cast<uint32_t>(message.size()),
+                                 static_cast<uint32_t>(reason)});
+}
+
+void Shard::PostToShard(uint32_t shard, const BackendMessage& bm) {
+  if (shard == id_) {
+    backend_->OnShardMessage(bm);
+    if (bm.ptr != nullptr) backend_->ReleaseShardPayload(bm.ptr);
+    return;
+  }
+  Post(shard, core::ShardMessage{kMsgBackend, 0, bm.kind, bm.a, bm.b, bm.ptr, bm.len, 0});
+}
+
+void Shard::Post(uint32_t to, core::ShardMessage m) {
+  m.from = static_cast<uint16_t>(id_);
+  stats_.cross_shard_messages_total.Inc();
+  if (!outbox_.Post(to, m)) stats_.cross_shard_overflow_total.Inc();
+}
+
+void Shard::OnShardMessage(const core::ShardMessage& m) {
+  if (m.kind == kShardMessageRelease) {
+    if (m.u32 == kMsgBackend) {
+      backend_->ReleaseShardPayload(m.ptr);
+    } else {
+      std::free(m.ptr);
+    }
+    return;
+  }
+  switch (m.kind) {
+    case kMsgMigrate: {
+      uint64_t key = (static_cast<uint64_t>(m.from) << 32) | (m.len & 0xffffff);
+      PendingMigration& p = migrations_in_[key];
+      p.record = m;
+      p.have_record = true;
+      if (p.slot >= 0) FinishMigrateIn(key, p);
+      return;  // the carry is released by FinishMigrateIn
+    }
+    case kMsgPush:
+      DeliverLocal(m.a, m.u32, {static_cast<const uint8_t*>(m.ptr), m.len});
+      break;
+    case kMsgPushMany: {
+      auto* b = static_cast<PushManyBlob*>(m.ptr);
+      for (uint32_t i = 0; i < b->user_count; ++i) DeliverLocal(b->users()[i], 0, {b->frame(), b->frame_len});
+      break;
+    }
+    case kMsgKick:
+      KickLocal(m.a, m.u32, static_cast<proto::KickReason>(m.u32b),
+                std::string_view(static_cast<const char*>(m.ptr), m.len));
+      break;
+    case kMsgBackend:
+      backend_->OnShardMessage(BackendMessage{m.u32, m.a, m.b, m.ptr, m.len});
+      break;
+    default:
+      break;
+  }
+  if (m.ptr != nullptr) Post(m.from, core::ShardMessage{kShardMessageRelease, 0, m.kind, 0, 0, m.ptr, 0, 0});
+}
+
+// ---- timers, sessions, drain ----
+
+void Shard::OnTimer(uint32_t timer_id) {
+  uint32_t id = timer_id / 2;
+  TimerKind kind = static_cast<TimerKind>(timer_id % 2);
+  Conn& c = conns_[id];
+  if (c.state == ConnState::kFree || c.state == ConnState::kClosing) return;
+  if (kind == kTimerWrite) {
+    if (c.flags & kSendInflight || (c.out != nullptr && c.out->bytes() > 0)) {
+      stats_.write_timeouts_total.Inc();
+      Close(id, CloseReason::k_write_timeout);
+    }
+    return;
+  }
+  if (c.state == ConnState::kAwaitLogin) {
+    Close(id, CloseReason::k_login_timeout);
+    return;
+  }
+  if (c.state != ConnState::kActive) return;
+  // Activity only stamps last_rx_tick; the deadline is checked lazily here instead of re-arming the timer
+  // on every frame.
+  uint64_t now = NowTick();
+  uint32_t idle = static_cast<uint32_t>(now) - c.last_rx_tick;
+  uint64_t timeout_ticks = (cfg_.heartbeat_timeout_ms + tick_ms_ - 1) / tick_ms_;
+  if (idle >= timeout_ticks) {
+    stats_.heartbeat_timeouts_total.Inc();
+    Close(id, CloseReason::k_heartbeat_timeout);
+    return;
+  }
+  wheel_.Arm(TimerId(id, kTimerSession), now - idle + timeout_ticks);
+}
+
+Session Shard::SessionOf(uint32_t id) {
+  const Conn& c = conns_[id];
+  Session s;
+  s.conn = ConnRef{id_, id, c.gen};
+  s.user_id = c.user_id;
+  s.device_id = c.device_id;
+  s.platform = c.platform;
+  s.session_id = (static_cast<uint64_t>(id_) << 48) | (static_cast<uint64_t>(c.gen) << 24) | (id & 0xffffff);
+  return s;
+}
+
+void Shard::StartDrain() {
+  draining_ = true;
+  backend_->OnDrain();
+  if (accept_armed_) {
+    io_uring_sqe* sqe = ring_.Sqe();
+    io_uring_prep_cancel64(sqe, PackUserData(kOpAccept, 0, 0), 0);
+    io_uring_sqe_set_data64(sqe, PackUserData(kOpIgnore, 0, 0));
+  }
+  if (listen_fd_ >= 0) {
+    close(listen_fd_);
+    listen_fd_ = -1;
+  }
+  // Tell every client to go elsewhere, each after its own delay so they do not all reconnect at once.
+  // This one pass over the table happens once per process lifetime.
+  uint64_t spread_ms = cfg_.drain_seconds * 1000ull;
+  for (uint32_t id = 0; id < conns_.high_water(); ++id) {
+    Conn& c = conns_[id];
+    if (c.state == ConnState::kAwaitLogin) {
+      Close(id, CloseReason::k_draining);
+    } else if (c.state == ConnState::kActive && !(c.flags & kCloseAfterFlush)) {
+      proto::GoawayBody g;
+      g.reconnect_delay_ms = static_cast<uint32_t>(spread_ms == 0 ? 0 : Mix64(++rng_state_) % spread_ms);
+      g.reason = "draining";
+      EnqueueFrame(id, 0, g);
+      CloseAfterFlush(id, CloseReason::k_draining);
+    }
+  }
+  drain_deadline_tick_ = NowTick() + (cfg_.write_timeout_ms + tick_ms_ - 1) / tick_ms_;
+}
+
+}  // namespace longlink::gateway

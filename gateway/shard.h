@@ -1,0 +1,174 @@
+// One gateway shard: a thread with its own io_uring, listener, buffer ring, timer wheel, connection table,
+// registry and backend instance. Everything here is touched only by the shard's thread; other shards reach
+// it through the ShardGrid.
+//
+// The path of one message: multishot accept (direct descriptor) -> Conn -> multishot recv into the buffer
+// ring -> PeekFrame splits the stream -> HandleFrame (login, heartbeat) -> backend -> Deliver on the
+// owner shard -> Enqueue into the connection's output queue -> FlushSends batches the round's sends.
+//
+// Login moves a connection to its user's owner shard (hash of the user id) by passing the direct
+// descriptor with IORING_MSG_SEND_FD, so all devices of a user, and later the user's inbox, live on one
+// shard: pushing to a user touches only that shard and needs no lock.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "core/buf_ring.h"
+#include "core/ring.h"
+#include "core/shard_grid.h"
+#include "core/timer_wheel.h"
+#include "gateway/backend/backend.h"
+#include "gateway/config.h"
+#include "gateway/conn.h"
+#include "gateway/stats.h"
+
+namespace longlink::gateway {
+
+// State shared by all shards of one gateway process, read-only after start except where noted.
+struct Shared {
+  const Config* config = nullptr;
+  core::ShardGrid* grid = nullptr;
+  BackendFactory* backend_factory = nullptr;
+  std::atomic<bool> draining{false};     // set by the signal handler thread
+  std::atomic<uint32_t> started{0};      // shards that finished setup
+  std::atomic<uint32_t> failed{0};       // shards whose setup failed
+};
+
+class Shard final : public GatewayPort {
+ public:
+  Shard(uint32_t id, Shared* shared, int listen_fd, const metrics::Buckets* latency_buckets);
+  ~Shard() override;
+
+  void Start();  // spawns the thread
+  void Join();
+  const ShardStats& stats() const { return stats_; }
+  const absl::Status& setup_status() const { return setup_status_; }
+  uint32_t id() const { return id_; }
+
+  // GatewayPort
+  uint32_t shard_id() const override { return id_; }
+  uint32_t shard_count() const override { return shards_; }
+  uint32_t OwnerShard(uint64_t user_id) const override;
+  bool SendTo(const ConnRef& conn, std::span<const uint8_t> frame) override;
+  void PushToUser(uint64_t user_id, uint32_t device_id, std::span<const uint8_t> frame) override;
+  void PushToUsers(std::span<const uint64_t> user_ids, std::span<const uint8_t> frame) override;
+  void Kick(uint64_t user_id, uint32_t device_id, protocol::KickReason reason, std::string_view message) override;
+  void PostToShard(uint32_t shard, const BackendMessage& m) override;
+  void ObserveBackendLatency(double seconds) override { stats_.backend_latency.Observe(seconds); }
+
+ private:
+  enum Op : uint8_t {
+    kOpIgnore = 0,
+    kOpAccept,
+    kOpRecv,
+    kOpSend,
+    kOpClose,
+    kOpWake,
+    kOpMigrateOut,
+    kOpMigrateIn,
+  };
+  enum MsgKind : uint16_t { kMsgMigrate = 1, kMsgPush, kMsgPushMany, kMsgKick, kMsgBackend };
+  enum TimerKind : uint32_t { kTimerSession = 0, kTimerWrite = 1 };
+
+  struct OutgoingMigration {
+    uint32_t owner;
+    uint32_t request_id;
+    uint32_t token;
+    uint64_t start_ns;
+  };
+  struct PendingMigration {
+    int32_t slot = -1;           // fixed-file slot on this shard once the descriptor arrived
+    bool have_record = false;
+    core::ShardMessage record;
+  };
+
+  void Run();
+  absl::Status Setup();
+  void Loop();
+  void HandleCqe(const io_uring_cqe* cqe);
+
+  void ArmAccept();
+  void OnAccept(const io_uring_cqe* cqe);
+  void ArmRecv(uint32_t id);
+  void OnRecv(uint32_t id, const io_uring_cqe* cqe);
+  void OnSend(uint32_t id, const io_uring_cqe* cqe);
+  void OnClose(uint32_t id);
+
+  // Parses bytes received on a connection. Stops early if the connection closes or starts moving shards.
+  void Consume(uint32_t id, const uint8_t* data, uint32_t len);
+  // Handles one whole frame. Returns false if parsing must stop (closed or moving).
+  bool HandleFrame(uint32_t id, const protocol::Header& h, std::span<const uint8_t> body);
+  bool HandleLogin(uint32_t id, const protocol::Header& h, std::span<const uint8_t> body);
+  void CompleteLogin(uint32_t id, uint32_t request_id, uint64_t start_ns);
+  void StartMigration(uint32_t id, uint32_t owner, uint32_t request_id, uint64_t start_ns);
+  void OnMigrateOut(uint32_t id, const io_uring_cqe* cqe);
+  void OnMigrateIn(const io_uring_cqe* cqe);
+  void FinishMigrateIn(uint64_t key, PendingMigration& p);
+
+  template <class Body>
+  bool EnqueueFrame(uint32_t id, uint32_t request_id, const Body& body);
+  bool Enqueue(uint32_t id, std::span<const uint8_t> bytes);
+  void FlushSends();
+  void SubmitSend(uint32_t id);
+
+  void SendError(uint32_t id, uint32_t request_id, protocol::ErrorCode code, std::string_view message);
+  // Closes at once: cancels the connection's requests and closes the descriptor.
+  void Close(uint32_t id, CloseReason reason);
+  // Stops reading and closes once queued output is flushed (bounded by the write timeout).
+  void CloseAfterFlush(uint32_t id, CloseReason reason);
+  void MaybeFree(uint32_t id);
+  void EndSession(uint32_t id);
+
+  void DeliverLocal(uint64_t user_id, uint32_t device_id, std::span<const uint8_t> frame);
+  void KickLocal(uint64_t user_id, uint32_t device_id, protocol::KickReason reason, std::string_view message);
+  void OnShardMessage(const core::ShardMessage& m);
+  void Post(uint32_t to, core::ShardMessage m);
+
+  void OnTimer(uint32_t timer_id);
+  uint64_t NowTick() const;
+  uint32_t TimerId(uint32_t id, TimerKind k) const { return id * 2 + k; }
+  Session SessionOf(uint32_t id);
+
+  void StartDrain();
+
+  const uint32_t id_;
+  Shared* const shared_;
+  const Config& cfg_;
+  const uint32_t shards_;
+  int listen_fd_;
+  std::thread thread_;
+  absl::Status setup_status_;
+
+  core::Ring ring_;
+  core::BufRing bufs_;
+  core::TimerWheel wheel_;
+  core::ShardOutbox outbox_;
+  ConnTable conns_;
+  Registry registry_;
+  std::unique_ptr<Backend> backend_;
+  ShardStats stats_;
+
+  std::vector<uint32_t> dirty_;         // connections with output to flush this round
+  std::vector<uint32_t> starved_;       // connections whose recv must be re-armed after -ENOBUFS
+  absl::flat_hash_map<uint64_t, PendingMigration> migrations_in_;
+  absl::flat_hash_map<uint32_t, OutgoingMigration> outgoing_;
+  uint32_t next_migration_ = 0;
+  uint64_t next_session_ = 0;
+  uint64_t rng_state_;
+
+  bool accept_armed_ = false;
+  bool accept_paused_ = false;  // fixed-file table full
+  bool draining_ = false;
+  uint64_t drain_deadline_tick_ = 0;
+  uint32_t tick_ms_;
+  std::vector<uint8_t> scratch_;
+};
+
+}  // namespace longlink::gateway

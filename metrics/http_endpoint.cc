@@ -1,0 +1,110 @@
+#include "metrics/http_endpoint.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <sstream>
+
+#include "httplib.h"
+#include "prometheus/text_serializer.h"
+
+namespace longlink::metrics {
+
+HttpEndpoint::HttpEndpoint() = default;
+HttpEndpoint::~HttpEndpoint() { Stop(); }
+
+std::string HttpEndpoint::Render() const {
+  std::vector<prometheus::MetricFamily> families;
+  for (const Collector& c : collectors_) c(&families);
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, families);
+  return out.str();
+}
+
+absl::Status HttpEndpoint::Start(const std::string& bind, uint16_t port) {
+  server_ = std::make_unique<httplib::Server>();
+  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(Render(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+    bool ready = !ready_ || ready_();
+    res.status = ready ? 200 : 503;
+    res.set_content(ready ? "ready\n" : "not ready\n", "text/plain");
+  });
+  int bound = port;
+  if (port == 0) {
+    bound = server_->bind_to_any_port(bind);
+  } else if (!server_->bind_to_port(bind, port)) {
+    bound = -1;
+  }
+  if (bound <= 0) {
+    return absl::UnavailableError(absl::StrCat("cannot bind the metrics endpoint to ", bind, ":", port));
+  }
+  port_ = static_cast<uint16_t>(bound);
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return absl::OkStatus();
+}
+
+void HttpEndpoint::Stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+prometheus::MetricFamily CounterFamily(std::string name, std::string help) {
+  return prometheus::MetricFamily{std::move(name), std::move(help), prometheus::MetricType::Counter, {}};
+}
+prometheus::MetricFamily GaugeFamily(std::string name, std::string help) {
+  return prometheus::MetricFamily{std::move(name), std::move(help), prometheus::MetricType::Gauge, {}};
+}
+prometheus::MetricFamily HistogramFamily(std::string name, std::string help) {
+  return prometheus::MetricFamily{std::move(name), std::move(help), prometheus::MetricType::Histogram, {}};
+}
+
+void AddSample(prometheus::MetricFamily* f, double value, std::vector<prometheus::ClientMetric::Label> labels) {
+  prometheus::ClientMetric m;
+  m.label = std::move(labels);
+  switch (f->type) {
+    case prometheus::MetricType::Counter:
+      m.counter.value = value;
+      break;
+    case prometheus::MetricType::Gauge:
+      m.gauge.value = value;
+      break;
+    default:
+      m.untyped.value = value;
+      break;
+  }
+  f->metric.push_back(std::move(m));
+}
+
+void AddHistogram(prometheus::MetricFamily* f, const std::vector<double>& bounds, const std::vector<uint64_t>& counts,
+                  double sum, std::vector<prometheus::ClientMetric::Label> labels) {
+  prometheus::ClientMetric m;
+  m.label = std::move(labels);
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    cumulative += counts[i];
+    prometheus::ClientMetric::Bucket b;
+    b.cumulative_count = cumulative;
+    b.upper_bound = i < bounds.size() ? bounds[i] : std::numeric_limits<double>::infinity();
+    m.histogram.bucket.push_back(b);
+  }
+  m.histogram.sample_count = cumulative;
+  m.histogram.sample_sum = sum;
+  f->metric.push_back(std::move(m));
+}
+
+uint64_t ProcessResidentBytes() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  unsigned long size = 0, resident = 0;
+  int n = std::fscanf(f, "%lu %lu", &size, &resident);
+  std::fclose(f);
+  if (n != 2) return 0;
+  return static_cast<uint64_t>(resident) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+}  // namespace longlink::metrics

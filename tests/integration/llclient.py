@@ -1,0 +1,232 @@
+"""A small, independent longlink v1 client for integration tests, written from docs/protocol.md.
+
+It speaks the protocol over plain TCP sockets (blocking, with timeouts) and can start and stop the real
+gateway binary on an ephemeral port.
+"""
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import time
+import urllib.request
+
+HEADER = struct.Struct(">IBBHI")  # length, version, opcode, flags, request_id
+VERSION = 1
+
+LOGIN, LOGIN_ACK, PING, PONG, SEND, SEND_ACK, PUSH, PUSH_ACK, SYNC, SYNC_DONE, KICK, GOAWAY, LOGOUT, ERROR = range(1, 15)
+NAMES = {LOGIN: "login", LOGIN_ACK: "login_ack", PING: "ping", PONG: "pong", SEND: "send", SEND_ACK: "send_ack",
+         PUSH: "push", PUSH_ACK: "push_ack", SYNC: "sync", SYNC_DONE: "sync_done", KICK: "kick",
+         GOAWAY: "goaway", LOGOUT: "logout", ERROR: "error"}
+
+
+def _s(b):
+    b = b.encode() if isinstance(b, str) else b
+    return struct.pack(">H", len(b)) + b
+
+
+def _p(b):
+    return struct.pack(">I", len(b)) + b
+
+
+def frame(opcode, body=b"", request_id=0, version=VERSION, length=None):
+    n = HEADER.size + len(body) if length is None else length
+    return HEADER.pack(n, version, opcode, 0, request_id) + body
+
+
+def login_body(user, device, token="", platform=1):
+    return struct.pack(">QIB", user, device, platform) + _s(token)
+
+
+def send_body(target, client_msg_id, payload=b"", kind=0):
+    return struct.pack(">BQQ", kind, target, client_msg_id) + _p(payload)
+
+
+class Reader:
+    """Splits a byte stream into (opcode, request_id, body) frames."""
+
+    def __init__(self):
+        self.buf = b""
+
+    def feed(self, data):
+        self.buf += data
+        out = []
+        while len(self.buf) >= HEADER.size:
+            n, ver, op, flags, rid = HEADER.unpack_from(self.buf)
+            if len(self.buf) < n:
+                break
+            out.append((op, rid, self.buf[HEADER.size:n]))
+            self.buf = self.buf[n:]
+        return out
+
+
+def parse(op, body):
+    """Decodes a server frame body into a dict."""
+    if op == LOGIN_ACK:
+        status, hb_int, hb_to, sid, t = struct.unpack_from(">HIIQQ", body)
+        (ml,) = struct.unpack_from(">H", body, 26)
+        return dict(status=status, heartbeat_interval_ms=hb_int, heartbeat_timeout_ms=hb_to, session_id=sid,
+                    server_time_ms=t, message=body[28:28 + ml].decode())
+    if op == PONG:
+        return dict(timestamp=struct.unpack(">Q", body)[0])
+    if op == SEND_ACK:
+        st, cid, sid, t = struct.unpack(">HQQQ", body)
+        return dict(status=st, client_msg_id=cid, server_msg_id=sid, server_time_ms=t)
+    if op == PUSH:
+        seq, smid, fu, fd, ck, cid, cmid, t = struct.unpack_from(">QQQIBQQQ", body)
+        (pl,) = struct.unpack_from(">I", body, 53)
+        return dict(seq=seq, server_msg_id=smid, from_user=fu, from_device=fd, conv_kind=ck, conv_id=cid,
+                    client_msg_id=cmid, server_time_ms=t, payload=body[57:57 + pl])
+    if op in (KICK, ERROR):
+        code, ml = struct.unpack_from(">HH", body)
+        return dict(code=code, message=body[4:4 + ml].decode())
+    if op == GOAWAY:
+        delay, ml = struct.unpack_from(">IH", body)
+        return dict(reconnect_delay_ms=delay, reason=body[6:6 + ml].decode())
+    if op == SYNC_DONE:
+        max_seq, more = struct.unpack(">QB", body)
+        return dict(max_seq=max_seq, has_more=more)
+    return dict(raw=body)
+
+
+class Client:
+    def __init__(self, port, host="127.0.0.1", timeout=5.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = Reader()
+        self.pending = []
+        self.next_rid = 1
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def send(self, op, body=b""):
+        rid = self.next_rid
+        self.next_rid += 1
+        self.sock.sendall(frame(op, body, rid))
+        return rid
+
+    def recv(self, timeout=5.0):
+        """Next frame as (opcode, request_id, fields) or None when the server closed the connection."""
+        deadline = time.monotonic() + timeout
+        while not self.pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no frame within %.1fs" % timeout)
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                return None
+            if not data:
+                return None
+            self.pending.extend(self.reader.feed(data))
+        op, rid, body = self.pending.pop(0)
+        return op, rid, parse(op, body)
+
+    def expect(self, op, timeout=5.0):
+        got = self.recv(timeout)
+        if got is None:
+            raise AssertionError("connection closed while waiting for %s" % NAMES.get(op, op))
+        if got[0] != op:
+            raise AssertionError("expected %s, got %s %r" % (NAMES.get(op, op), NAMES.get(got[0], got[0]), got[2]))
+        return got
+
+    def login(self, user, device=1, token=""):
+        rid = self.send(LOGIN, login_body(user, device, token))
+        op, r, ack = self.expect(LOGIN_ACK)
+        assert r == rid, (r, rid)
+        return ack
+
+    def wait_closed(self, timeout=5.0):
+        """Reads until EOF; returns the frames received before it."""
+        frames = []
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("connection still open after %.1fs" % timeout)
+            got = self.recv(left)
+            if got is None:
+                return frames
+            frames.append(got)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def gateway_binary():
+    path = os.environ.get("LONGLINK_GATEWAY")
+    if path:
+        return path
+    for build in ("build", "build-release"):
+        cand = os.path.join(ROOT, build, "gateway", "longlink-gateway")
+        if os.path.exists(cand):
+            return cand
+    raise RuntimeError("set LONGLINK_GATEWAY to the longlink-gateway binary")
+
+
+class Gateway:
+    """Starts the real gateway on ephemeral ports and stops it."""
+
+    def __init__(self, *args, shards=2):
+        cmd = [gateway_binary(), "--port=0", "--metrics-port=0", "--bind=127.0.0.1", "--metrics-bind=127.0.0.1",
+               "--shards=%d" % shards] + list(args)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        m = re.search(r"listening on [^ ]+:(\d+) shards=\d+ metrics=(-?\d+)", line)
+        if not m:
+            err = self.proc.stderr.read() if self.proc.poll() is not None else ""
+            self.proc.kill()
+            raise RuntimeError("gateway did not start: %r %s" % (line, err))
+        self.port = int(m.group(1))
+        self.metrics_port = int(m.group(2))
+        self.stderr_text = None
+
+    def metrics(self):
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port, timeout=5) as r:
+            return r.read().decode()
+
+    def metric(self, name, **labels):
+        """Sum of the samples of a metric whose labels include the given ones."""
+        total = 0.0
+        found = False
+        for line in self.metrics().splitlines():
+            if line.startswith("#") or not line.startswith(name):
+                continue
+            m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)", line)
+            if not m or m.group(1) != name:
+                continue
+            have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+            if all(have.get(k) == str(v) for k, v in labels.items()):
+                total += float(m.group(3))
+                found = True
+        if not found:
+            raise KeyError("%s%r not in /metrics" % (name, labels))
+        return total
+
+    def terminate(self, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        self.stderr_text = self.proc.stderr.read()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return rc
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.terminate()
