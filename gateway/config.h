@@ -28,8 +28,8 @@ struct Config {
   uint32_t max_frame_bytes = 64 * 1024;
   uint32_t drain_seconds = 10;
   std::string backend = "echo";
-  uint32_t recv_buffer_size = 4096;
-  uint32_t recv_buffers = 1024;
+  uint32_t recv_buffer_size = 2048;
+  uint32_t recv_buffers = 512;
   uint32_t queue_capacity = 8192;
   uint32_t ring_entries = 4096;
   uint32_t tick_ms = 20;

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages longlink needs to build and test. Idempotent and quiet when all is there.
+# Usage: scripts/deps.sh [extra-package ...]
+set -euo pipefail
+
+pkgs=(build-essential cmake ninja-build pkg-config python3
+      liburing-dev libmimalloc-dev libabsl-dev prometheus-cpp-dev libgtest-dev libbenchmark-dev
+      libssl-dev libcpp-httplib-dev "$@")
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+
+echo "installing: ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
