@@ -25,11 +25,19 @@ uint32_t RoundSlots(uint32_t slots) {
 TimerWheel::TimerWheel(uint32_t slots, uint64_t now_tick)
     : heads_(RoundSlots(slots), kNone), mask_(RoundSlots(slots) - 1), now_(now_tick) {}
 
+void TimerWheel::Reserve(uint32_t ids) { nodes_.reserve(ids); }
+
 void TimerWheel::Arm(uint32_t id, uint64_t expiry_tick) {
   assert(id < kHeadFlag);
   if (id >= nodes_.size()) {
-    // Doubling keeps growth amortised O(1) when ids are handed out one by one.
-    nodes_.resize(std::max<size_t>(size_t{id} + 1, nodes_.size() * 2));
+    if (id < nodes_.capacity()) {
+      // Within the reserved capacity growth never moves nodes, so it goes in small steps: only nodes
+      // that may soon be used get touched (and count as resident memory).
+      nodes_.resize(std::min(nodes_.capacity(), std::max<size_t>(size_t{id} + 1, nodes_.size() + 1024)));
+    } else {
+      // Doubling keeps growth amortised O(1) when ids are handed out one by one.
+      nodes_.resize(std::max<size_t>(size_t{id} + 1, nodes_.size() * 2));
+    }
   }
   // kUnarmed doubles as the "not armed" marker, so the furthest tick a timer can name is one short of it.
   expiry_tick = std::min(expiry_tick, kUnarmed - 1);

@@ -34,6 +34,10 @@ class TimerWheel {
   // slots must be a power of two (other values are rounded up). now_tick is the current time in ticks.
   explicit TimerWheel(uint32_t slots = 4096, uint64_t now_tick = 0);
 
+  // Reserves room for ids below `ids` up front (address space only: pages are touched as ids come into
+  // use), so the node array never moves or doubles while it grows to that size.
+  void Reserve(uint32_t ids);
+
   // Arms (or re-arms) timer id to fire at expiry_tick. A tick not after the wheel's current tick fires on
   // the next Advance.
   void Arm(uint32_t id, uint64_t expiry_tick);

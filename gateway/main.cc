@@ -65,6 +65,11 @@ int main(int argc, char** argv) {
   }
   absl::Status st = longlink::gateway::RunGateway(*config);
   if (!st.ok()) {
+    // Flags checked only at start-up (--bind, --backend) exit like the ones ConfigFromFlags rejects.
+    if (st.code() == absl::StatusCode::kInvalidArgument) {
+      std::fprintf(stderr, "longlink-gateway: %s\n", std::string(st.message()).c_str());
+      return 2;
+    }
     std::fprintf(stderr, "longlink-gateway: %s\n", st.ToString().c_str());
     return 1;
   }

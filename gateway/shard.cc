@@ -22,6 +22,9 @@ namespace proto = longlink::protocol;
 
 namespace {
 
+// ArmAccept uses a multishot accept only while more fixed-file slots than this are free.
+constexpr uint32_t kMultishotAcceptMinFreeSlots = 4096;
+
 uint64_t Mix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -114,6 +117,7 @@ absl::Status Shard::Setup() {
   // Room for connections still finishing their close while new ones arrive.
   RETURN_IF_ERROR(conns_.Init(cfg_.max_conns_per_shard + 4096));
   wheel_ = core::TimerWheel(4096, NowTick());
+  wheel_.Reserve(conns_.capacity() * 2);
   backend_ = shared_->backend_factory->ForShard(this);
   RETURN_IF_ERROR(backend_->Start());
   shared_->grid->PublishRingFd(id_, ring_.fd());
@@ -213,19 +217,58 @@ void Shard::HandleCqe(const io_uring_cqe* cqe) {
 
 void Shard::ArmAccept() {
   if (accept_armed_ || draining_ || listen_fd_ < 0) return;
+  // The kernel takes a connection off the backlog before it looks for a fixed-file slot, and closes it if
+  // the table is full; so accept runs only while a slot is free, and pending connections wait in the
+  // backlog otherwise. A multishot accept drains the whole backlog at once, so it runs only while more
+  // slots are free than the backlog holds (net.core.somaxconn, 4096 by default); nearer the limit each
+  // accept is one-shot.
+  uint32_t free_slots = cfg_.max_conns_per_shard - std::min(slots_used_, cfg_.max_conns_per_shard);
+  if (free_slots == 0) {
+    if (!accept_paused_) stats_.fixed_table_full_total.Inc();
+    accept_paused_ = true;
+    return;
+  }
+  accept_paused_ = false;
+  accept_multishot_ = free_slots > kMultishotAcceptMinFreeSlots;
   io_uring_sqe* sqe = ring_.Sqe();
-  // Multishot accept straight into the fixed-file table (kernel 5.19).
-  io_uring_prep_multishot_accept_direct(sqe, listen_fd_, nullptr, nullptr, 0);
+  if (accept_multishot_) {
+    // Multishot accept straight into the fixed-file table (kernel 5.19).
+    io_uring_prep_multishot_accept_direct(sqe, listen_fd_, nullptr, nullptr, 0);
+  } else {
+    // One-shot accept into a kernel-picked slot (kernel 5.19). liburing 2.3 adds 1 to the index, as its
+    // multishot helper does, so this asks for IORING_FILE_INDEX_ALLOC.
+    io_uring_prep_accept_direct(sqe, listen_fd_, nullptr, nullptr, 0, IORING_FILE_INDEX_ALLOC - 1);
+  }
   io_uring_sqe_set_data64(sqe, PackUserData(kOpAccept, 0, 0));
   accept_armed_ = true;
 }
 
+void Shard::SlotTaken() {
+  ++slots_used_;
+  uint32_t free_slots = cfg_.max_conns_per_shard - std::min(slots_used_, cfg_.max_conns_per_shard);
+  if (accept_armed_ && accept_multishot_ && !accept_cancel_sent_ && free_slots <= kMultishotAcceptMinFreeSlots) {
+    // Near the limit: replace the multishot accept by one-shot ones (OnAccept re-arms on -ECANCELED).
+    io_uring_sqe* sqe = ring_.Sqe();
+    io_uring_prep_cancel64(sqe, PackUserData(kOpAccept, 0, 0), 0);
+    io_uring_sqe_set_data64(sqe, PackUserData(kOpIgnore, 0, 0));
+    accept_cancel_sent_ = true;
+  }
+}
+
+void Shard::SlotFreed() {
+  --slots_used_;
+  if (accept_paused_) ArmAccept();
+}
+
 void Shard::OnAccept(const io_uring_cqe* cqe) {
-  if (!(cqe->flags & IORING_CQE_F_MORE)) accept_armed_ = false;
+  if (!(cqe->flags & IORING_CQE_F_MORE)) {
+    accept_armed_ = false;
+    accept_cancel_sent_ = false;
+  }
   if (cqe->res < 0) {
     if (cqe->res == -ENFILE) {
-      // The fixed-file table is full: stop accepting until a connection closes. Pending connections
-      // wait in the listen backlog meanwhile.
+      // A connection moved in from another shard took the last slot first (that accepted connection is
+      // lost). Stop accepting until a slot frees up.
       if (!accept_paused_) stats_.fixed_table_full_total.Inc();
       accept_paused_ = true;
       return;
@@ -234,6 +277,7 @@ void Shard::OnAccept(const io_uring_cqe* cqe) {
     if (!accept_armed_ && !accept_paused_) ArmAccept();
     return;
   }
+  SlotTaken();
   if (!accept_armed_ && !accept_paused_) ArmAccept();
   uint32_t slot = static_cast<uint32_t>(cqe->res);
   uint32_t id = conns_.Alloc();
@@ -241,6 +285,7 @@ void Shard::OnAccept(const io_uring_cqe* cqe) {
     io_uring_sqe* sqe = ring_.Sqe();
     io_uring_prep_close_direct(sqe, slot);
     io_uring_sqe_set_data64(sqe, 0);
+    SlotFreed();
     return;
   }
   stats_.accepts_total.Inc();
@@ -554,6 +599,8 @@ void Shard::OnMigrateOut(uint32_t id, const io_uring_cqe* cqe) {
   if (it == outgoing_.end()) return;
   OutgoingMigration mig = it->second;
   outgoing_.erase(it);
+  // Logins come in bursts; give the burst's table back once it is over.
+  if (outgoing_.empty() && outgoing_.bucket_count() > 64) outgoing_.rehash(0);
   Conn& c = conns_[id];
   if (cqe->res < 0) {
     // Typically -ENFILE: the owner shard's fixed-file table is full.
@@ -579,16 +626,14 @@ void Shard::OnMigrateOut(uint32_t id, const io_uring_cqe* cqe) {
   stats_.connections.Add(-1);
   c.state = ConnState::kClosing;
   MaybeFree(id);
-  if (accept_paused_) {
-    accept_paused_ = false;
-    ArmAccept();
-  }
+  SlotFreed();  // the close above runs before any accept submitted after it
 }
 
 void Shard::OnMigrateIn(const io_uring_cqe* cqe) {
   core::UserData ud = UnpackUserData(cqe->user_data);
   uint64_t key = (static_cast<uint64_t>(ud.gen) << 32) | ud.slot;
   if (cqe->res < 0) return;  // the sender saw the same error and closed the connection
+  SlotTaken();
   PendingMigration& p = migrations_in_[key];
   p.slot = cqe->res;
   if (p.have_record) FinishMigrateIn(key, p);
@@ -598,6 +643,7 @@ void Shard::FinishMigrateIn(uint64_t key, PendingMigration& p) {
   core::ShardMessage m = p.record;
   uint32_t slot = static_cast<uint32_t>(p.slot);
   migrations_in_.erase(key);
+  if (migrations_in_.empty() && migrations_in_.bucket_count() > 64) migrations_in_.rehash(0);
   auto release = [&] {
     if (m.ptr != nullptr) Post(m.from, core::ShardMessage{kShardMessageRelease, 0, kMsgMigrate, 0, 0, m.ptr, 0, 0});
   };
@@ -606,6 +652,7 @@ void Shard::FinishMigrateIn(uint64_t key, PendingMigration& p) {
     io_uring_sqe* sqe = ring_.Sqe();
     io_uring_prep_close_direct(sqe, slot);
     io_uring_sqe_set_data64(sqe, PackUserData(kOpIgnore, 0, 0));
+    SlotFreed();
     stats_.closes[static_cast<size_t>(CloseReason::k_migrate_failed)].Inc();
     release();
     return;
@@ -622,7 +669,9 @@ void Shard::FinishMigrateIn(uint64_t key, PendingMigration& p) {
   if (conns_[id].state == ConnState::kActive) {
     if (draining_) {
       proto::GoawayBody g;
-      g.reconnect_delay_ms = static_cast<uint32_t>(Mix64(++rng_state_) % (cfg_.drain_seconds * 1000ull + 1));
+      // The same spread as StartDrain: [0, drain_seconds) in milliseconds.
+      uint64_t spread_ms = cfg_.drain_seconds * 1000ull;
+      g.reconnect_delay_ms = static_cast<uint32_t>(spread_ms == 0 ? 0 : Mix64(++rng_state_) % spread_ms);
       g.reason = "draining";
       EnqueueFrame(id, 0, g);
       CloseAfterFlush(id, CloseReason::k_draining);
@@ -654,7 +703,9 @@ bool Shard::Enqueue(uint32_t id, std::span<const uint8_t> bytes) {
   uint32_t n = static_cast<uint32_t>(bytes.size());
   OutQueue* q = c.out;
   if (q == nullptr) q = c.out = new OutQueue();
-  if (static_cast<uint64_t>(q->bytes()) + n > cfg_.max_pending_bytes) {
+  // The limit bounds the backlog, not one frame: a frame always joins a queue that is under the limit, so
+  // a client that keeps up gets even a push larger than --max-frame-bytes (an echo adds its own fields).
+  if (q->bytes() >= cfg_.max_pending_bytes) {
     stats_.slow_consumers_total.Inc();
     Close(id, CloseReason::k_slow_consumer);
     return false;
@@ -798,10 +849,7 @@ void Shard::Close(uint32_t id, CloseReason reason) {
 
 void Shard::OnClose(uint32_t id) {
   conns_[id].flags &= static_cast<uint8_t>(~kCloseInflight);
-  if (accept_paused_) {
-    accept_paused_ = false;
-    ArmAccept();
-  }
+  SlotFreed();
   MaybeFree(id);
 }
 

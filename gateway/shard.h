@@ -96,6 +96,9 @@ class Shard final : public GatewayPort {
 
   void ArmAccept();
   void OnAccept(const io_uring_cqe* cqe);
+  // Book-keeping of fixed-file slots in use (accepted or moved in), which gates accepting.
+  void SlotTaken();
+  void SlotFreed();
   void ArmRecv(uint32_t id);
   void OnRecv(uint32_t id, const io_uring_cqe* cqe);
   void OnSend(uint32_t id, const io_uring_cqe* cqe);
@@ -165,6 +168,9 @@ class Shard final : public GatewayPort {
 
   bool accept_armed_ = false;
   bool accept_paused_ = false;  // fixed-file table full
+  bool accept_multishot_ = false;    // the armed accept is multishot
+  bool accept_cancel_sent_ = false;  // the multishot accept is being replaced by one-shot ones
+  uint32_t slots_used_ = 0;          // fixed-file slots holding a descriptor
   bool draining_ = false;
   uint64_t drain_deadline_tick_ = 0;
   uint32_t tick_ms_;

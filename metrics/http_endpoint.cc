@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <sstream>
 
@@ -44,7 +45,13 @@ absl::Status HttpEndpoint::Start(const std::string& bind, uint16_t port) {
     return absl::UnavailableError(absl::StrCat("cannot bind the metrics endpoint to ", bind, ":", port));
   }
   port_ = static_cast<uint16_t>(bound);
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  listen_done_.store(false);
+  thread_ = std::thread([this] {
+    server_->listen_after_bind();
+    listen_done_.store(true);
+  });
+  // httplib ignores stop() until its accept loop runs; wait for it so an early Stop() cannot hang.
+  while (!server_->is_running() && !listen_done_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   return absl::OkStatus();
 }
 

@@ -3,6 +3,7 @@
 // off the shards; collectors only read shard-owned cells.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -43,6 +44,7 @@ class HttpEndpoint {
   std::function<bool()> ready_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  std::atomic<bool> listen_done_{false};
   uint16_t port_ = 0;
 };
 

@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 HEADER = struct.Struct(">IBBHI")  # length, version, opcode, flags, request_id
@@ -41,6 +42,10 @@ def login_body(user, device, token="", platform=1):
 
 def send_body(target, client_msg_id, payload=b"", kind=0):
     return struct.pack(">BQQ", kind, target, client_msg_id) + _p(payload)
+
+
+def ping_body(timestamp=0):
+    return struct.pack(">Q", timestamp)
 
 
 class Reader:
@@ -91,8 +96,16 @@ def parse(op, body):
 
 
 class Client:
-    def __init__(self, port, host="127.0.0.1", timeout=5.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port, host="127.0.0.1", timeout=5.0, rcvbuf=None):
+        if rcvbuf is None:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        else:
+            # SO_RCVBUF must be set before connecting to bound the advertised window.
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            self.sock = socket.socket(family, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = Reader()
         self.pending = []
@@ -145,6 +158,18 @@ class Client:
         assert r == rid, (r, rid)
         return ack
 
+    def expect_reply(self, op, rid, timeout=5.0):
+        """Next frame, which must be `op` carrying request id `rid`; returns its fields."""
+        got_op, got_rid, fields = self.expect(op, timeout)
+        if got_rid != rid:
+            raise AssertionError("%s carried request id %d, expected %d" % (NAMES.get(op, op), got_rid, rid))
+        return fields
+
+    def ping(self, timestamp=0, timeout=5.0):
+        """PING and wait for its PONG; returns the echoed timestamp."""
+        rid = self.send(PING, ping_body(timestamp))
+        return self.expect_reply(PONG, rid, timeout)["timestamp"]
+
     def wait_closed(self, timeout=5.0):
         """Reads until EOF; returns the frames received before it."""
         frames = []
@@ -173,6 +198,47 @@ def gateway_binary():
     raise RuntimeError("set LONGLINK_GATEWAY to the longlink-gateway binary")
 
 
+class Metrics:
+    """One scrape of /metrics in Prometheus text format."""
+
+    def __init__(self, text):
+        self.samples = []  # (name, labels dict, value)
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)", line)
+            if m:
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+                self.samples.append((m.group(1), labels, float(m.group(3))))
+
+    def get(self, name, default=None, **labels):
+        """Sum of the samples of a metric whose labels include the given ones."""
+        total = 0.0
+        found = False
+        for n, have, value in self.samples:
+            if n == name and all(have.get(k) == str(v) for k, v in labels.items()):
+                total += value
+                found = True
+        if not found:
+            if default is not None:
+                return default
+            raise KeyError("%s%r not in /metrics" % (name, labels))
+        return total
+
+    def labels(self, name):
+        """Label sets of every sample of a metric."""
+        return [have for n, have, _ in self.samples if n == name]
+
+
+def mint_token(secret, user, device, ttl="1h"):
+    """A login token from the gateway's own mint-token command."""
+    out = subprocess.run([gateway_binary(), "mint-token", "--auth-secret=" + secret, "--user=%d" % user,
+                          "--device=%d" % device, "--ttl=" + ttl], capture_output=True, text=True, timeout=10)
+    if out.returncode != 0:
+        raise RuntimeError("mint-token failed: %s" % out.stderr)
+    return out.stdout.strip()
+
+
 class Gateway:
     """Starts the real gateway on ephemeral ports and stops it."""
 
@@ -180,6 +246,7 @@ class Gateway:
         cmd = [gateway_binary(), "--port=0", "--metrics-port=0", "--bind=127.0.0.1", "--metrics-bind=127.0.0.1",
                "--shards=%d" % shards] + list(args)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.banner = None
         line = self.proc.stdout.readline()
         m = re.search(r"listening on [^ ]+:(\d+) shards=\d+ metrics=(-?\d+)", line)
         if not m:
@@ -189,6 +256,37 @@ class Gateway:
         self.port = int(m.group(1))
         self.metrics_port = int(m.group(2))
         self.stderr_text = None
+        self.banner = line.strip()
+        if self.metrics_port > 0:
+            # Ready means the metrics endpoint answers: until its thread serves, a SIGTERM can leave the
+            # process unable to stop it (cpp-httplib 0.11 ignores stop() before listening starts).
+            self.http_get("/healthz")
+
+    def http_get(self, path):
+        """(status, body) of a GET on the metrics endpoint; error statuses are returned, not raised."""
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.metrics_port, path), timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def snapshot(self):
+        """All samples of one scrape."""
+        return Metrics(self.metrics())
+
+    def wait_metric(self, name, predicate, timeout=5.0, **labels):
+        """Polls until predicate(value) holds; returns the value, or raises with the last value seen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                value = self.metric(name, **labels)
+            except KeyError:
+                value = None
+            if value is not None and predicate(value):
+                return value
+            if time.monotonic() >= deadline:
+                raise AssertionError("%s%r stayed at %r for %.1fs" % (name, labels, value, timeout))
+            time.sleep(0.02)
 
     def metrics(self):
         with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port, timeout=5) as r:
@@ -196,21 +294,7 @@ class Gateway:
 
     def metric(self, name, **labels):
         """Sum of the samples of a metric whose labels include the given ones."""
-        total = 0.0
-        found = False
-        for line in self.metrics().splitlines():
-            if line.startswith("#") or not line.startswith(name):
-                continue
-            m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)", line)
-            if not m or m.group(1) != name:
-                continue
-            have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-            if all(have.get(k) == str(v) for k, v in labels.items()):
-                total += float(m.group(3))
-                found = True
-        if not found:
-            raise KeyError("%s%r not in /metrics" % (name, labels))
-        return total
+        return Metrics(self.metrics()).get(name, **labels)
 
     def terminate(self, timeout=30):
         if self.proc.poll() is None:

@@ -1,0 +1,84 @@
+"""Bad command lines: the gateway refuses to start, exits non-zero and names the offending flag."""
+import resource
+import subprocess
+import unittest
+
+import llclient as ll
+
+BASE = ["--port=0", "--metrics-port=0", "--bind=127.0.0.1", "--metrics-bind=127.0.0.1", "--shards=1"]
+
+
+class BadFlagsTest(unittest.TestCase):
+    def run_gateway(self, *args):
+        try:
+            return subprocess.run([ll.gateway_binary()] + BASE + list(args), capture_output=True, text=True,
+                                  timeout=10)
+        except subprocess.TimeoutExpired:
+            self.fail("the gateway started (or hung) with %r" % (args,))
+
+    def check_refused(self, args, names, status=2):
+        """Exits with `status` (any non-zero one if None), never listens, and stderr names the flag (in any
+        of the given spellings)."""
+        out = self.run_gateway(*args)
+        if status is None:
+            self.assertNotEqual(out.returncode, 0, "started with %r" % (args,))
+        else:
+            self.assertEqual(out.returncode, status, "%r: %s" % (args, out.stderr))
+        self.assertNotIn("listening", out.stdout)
+        self.assertTrue(any(n in out.stderr for n in names), "%r not named in: %s" % (names, out.stderr))
+
+    def test_each_bad_flag_is_named(self):
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        cases = [
+            (["--shards=-1"], ["--shards"]),
+            (["--shards=5000"], ["--shards"]),
+            (["--auth=bogus"], ["--auth"]),
+            (["--auth=token"], ["--auth"]),  # no secret
+            (["--auth=token", "--auth-secret-file=/nonexistent/secret"], ["--auth-secret-file"]),
+            (["--heartbeat-interval=2s", "--heartbeat-timeout=1s"], ["--heartbeat-timeout"]),
+            (["--heartbeat-interval=1s", "--heartbeat-timeout=1s"], ["--heartbeat-timeout"]),
+            (["--login-timeout=1ms"], ["--login-timeout"]),
+            (["--write-timeout=-5s"], ["--write-timeout"]),
+            (["--max-conns-per-shard=%d" % (nofile + 1)], ["--max-conns-per-shard"]),
+            (["--max-conns-per-shard=-3"], ["--max-conns-per-shard"]),
+            (["--backend=nope"], ["--backend"]),
+            (["--max-frame-bytes=10"], ["--max-frame-bytes"]),
+            (["--max-frame-bytes=65536", "--max-pending-bytes=4096"], ["--max-pending-bytes"]),
+            (["--recv-buffers=3"], ["--recv-buffers"]),
+            (["--recv-buffer-size=100"], ["--recv-buffer-size"]),
+            (["--queue-capacity=1"], ["--queue-capacity"]),
+            (["--ring-entries=1"], ["--ring-entries"]),
+            (["--drain-seconds=-1"], ["--drain-seconds"]),
+            (["--metrics-port=-2"], ["--metrics-port"]),
+            (["--bind=not-an-address"], ["--bind"]),
+        ]
+        for args, names in cases:
+            with self.subTest(args=args):
+                self.check_refused(args, names)
+
+    def test_flags_the_parser_rejects(self):
+        # Unknown flags and unparsable values are refused by Abseil's parser itself, which exits with 1 and
+        # names the flag with underscores.
+        cases = [
+            (["--no-such-flag=1"], ["no-such-flag", "no_such_flag"]),
+            (["--bogus"], ["bogus"]),
+            (["--login-timeout=soon"], ["login-timeout", "login_timeout"]),
+            (["--shards=two"], ["shards"]),
+        ]
+        for args, names in cases:
+            with self.subTest(args=args):
+                self.check_refused(args, names, status=None)
+
+    def test_max_conns_at_the_open_files_limit_starts(self):
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        gw = ll.Gateway("--max-conns-per-shard=%d" % nofile, shards=1)
+        self.assertEqual(gw.terminate(), 0)
+
+    def test_unknown_command(self):
+        out = subprocess.run([ll.gateway_binary(), "frobnicate"], capture_output=True, text=True, timeout=10)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("frobnicate", out.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
