@@ -12,6 +12,7 @@ Also prints the gateway's resident memory growth per connection (the figure docs
 import argparse
 import multiprocessing as mp
 import os
+import random
 import select
 import socket
 import struct
@@ -22,9 +23,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import llclient as L  # noqa: E402
 
 
-def worker(idx, port, first_user, count, ping_interval, hold_seconds, out_q, go):
-    """One client process: `count` connections from source address 127.0.(idx/250).(idx%250+10)."""
-    src = "127.0.%d.%d" % (1 + idx // 250, 10 + idx % 250)
+def worker(idx, port, first_user, count, ping_interval, hold_seconds, out_q, go, subnet=1):
+    try:
+        run_worker(idx, port, first_user, count, ping_interval, hold_seconds, out_q, go, subnet)
+    except Exception as e:  # report instead of leaving the parent waiting
+        print("client process %d failed: %r" % (idx, e), file=sys.stderr)
+        out_q.put(("logged_in", idx, 0, 1, 0))
+        out_q.put(("done", idx, 0, 0, 1))
+
+
+def run_worker(idx, port, first_user, count, ping_interval, hold_seconds, out_q, go, subnet):
+    """One client process: `count` connections from source address 127.<subnet>.<idx/250>.<idx%250+2>.
+
+    Each run picks a fresh subnet: the ports of a previous run's sockets stay in TIME_WAIT for a minute."""
+    src = "127.%d.%d.%d" % (subnet, idx // 250, 2 + idx % 250)
     ep = select.epoll()
     socks = {}
     state = {}  # fd -> [reader, logged_in, pings_sent, pongs]
@@ -134,6 +146,7 @@ def main():
     args = ap.parse_args()
 
     procs_n = (args.conns + args.per_proc - 1) // args.per_proc
+    subnet = random.randrange(2, 255)
     gw = L.Gateway("--heartbeat-interval=%gs" % args.heartbeat_interval,
                    "--heartbeat-timeout=%gs" % args.heartbeat_timeout,
                    "--max-conns-per-shard=%d" % min(19000, max(1024, 2 * args.conns // args.shards)),
@@ -155,7 +168,7 @@ def main():
             n = min(args.per_proc, left)
             left -= n
             p = mp.Process(target=worker, args=(i, gw.port, 1 + i * args.per_proc, n, args.heartbeat_interval,
-                                                args.hold, q, go))
+                                                args.hold, q, go, subnet))
             p.start()
             procs.append(p)
             kind, idx, got, errs, secs = q.get(timeout=300)
