@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/status.h"
@@ -16,7 +17,7 @@ BufRing::~BufRing() {
   if (base_ != nullptr) munmap(base_, data_bytes_);
 }
 
-absl::Status BufRing::Init(io_uring* ring, uint16_t group_id, uint32_t count, uint32_t size) {
+absl::Status BufRing::Init(io_uring* ring, uint16_t group_id, uint32_t count, uint32_t size, uint32_t initial) {
   if (count == 0 || (count & (count - 1)) != 0 || count > 32768) {
     return absl::InvalidArgumentError(absl::StrCat("buffer count must be a power of two <= 32768, got ", count));
   }
@@ -46,9 +47,16 @@ absl::Status BufRing::Init(io_uring* ring, uint16_t group_id, uint32_t count, ui
   void* d = mmap(nullptr, data_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (d == MAP_FAILED) return ErrnoStatus(errno, "mmap receive buffers");
   base_ = static_cast<uint8_t*>(d);
-  for (uint32_t i = 0; i < count; ++i) Recycle(static_cast<uint16_t>(i));
+  Grow(initial == 0 ? count : initial);
   Commit();
   return absl::OkStatus();
+}
+
+uint32_t BufRing::Grow(uint32_t n) {
+  uint32_t add = std::min(n, count_ - active_);
+  for (uint32_t i = 0; i < add; ++i) Recycle(static_cast<uint16_t>(active_ + i));
+  active_ += add;
+  return add;
 }
 
 }  // namespace longlink::core

@@ -1,6 +1,10 @@
 // A provided-buffer ring (kernel 5.19): the shard's pool of receive buffers. Multishot recvs pick a buffer
 // from it per completion, so a connection holds no receive buffer while idle; the shard hands each buffer
 // back as soon as the bytes in it are parsed (or copied aside as a partial frame).
+//
+// The kernel takes buffers in ring order, so every buffer handed to it is soon written and resident. The
+// ring therefore starts with a few buffers and grows (up to its capacity) only when receives find it
+// empty: memory follows the receive load, not the configured maximum.
 #pragma once
 
 #include <liburing.h>
@@ -18,8 +22,14 @@ class BufRing {
   BufRing(const BufRing&) = delete;
   BufRing& operator=(const BufRing&) = delete;
 
-  // count must be a power of two (at most 32768); size is each buffer's byte size.
-  absl::Status Init(io_uring* ring, uint16_t group_id, uint32_t count, uint32_t size);
+  // count (the capacity) must be a power of two, at most 32768; size is each buffer's byte size; initial
+  // buffers are handed to the kernel at once.
+  absl::Status Init(io_uring* ring, uint16_t group_id, uint32_t count, uint32_t size, uint32_t initial);
+
+  // Hands up to n never-used buffers to the kernel (visible at the next Commit). Returns how many.
+  uint32_t Grow(uint32_t n);
+  uint32_t active() const { return active_; }
+  uint32_t capacity() const { return count_; }
 
   uint8_t* Buffer(uint16_t bid) const { return base_ + static_cast<size_t>(bid) * size_; }
   uint32_t buffer_size() const { return size_; }
@@ -44,6 +54,7 @@ class BufRing {
   size_t ring_bytes_ = 0;
   size_t data_bytes_ = 0;
   uint32_t count_ = 0;
+  uint32_t active_ = 0;
   uint32_t size_ = 0;
   int mask_ = 0;
   int pending_ = 0;

@@ -34,7 +34,9 @@ ABSL_FLAG(int64_t, max_frame_bytes, 64 * 1024, "Largest frame a client may send"
 ABSL_FLAG(int32_t, drain_seconds, 10, "On SIGTERM, GOAWAY reconnect delays are spread over this many seconds");
 ABSL_FLAG(std::string, backend, "echo", "Backend: echo");
 ABSL_FLAG(int32_t, recv_buffer_size, 2048, "Bytes per receive buffer in each shard's buffer ring");
-ABSL_FLAG(int32_t, recv_buffers, 512, "Receive buffers per shard (power of two, at most 32768)");
+ABSL_FLAG(int32_t, recv_buffers, 4096,
+          "Most receive buffers per shard (power of two, at most 32768); the ring starts with 64 and grows "
+          "by 64 whenever receives find it empty");
 ABSL_FLAG(int32_t, queue_capacity, 8192, "Capacity of each cross-shard queue");
 ABSL_FLAG(int32_t, ring_entries, 4096, "Submission queue entries per shard ring");
 ABSL_FLAG(bool, force_plain_ring, false, "Do not ask for SINGLE_ISSUER/DEFER_TASKRUN or COOP_TASKRUN (testing)");

@@ -29,7 +29,7 @@ struct Config {
   uint32_t drain_seconds = 10;
   std::string backend = "echo";
   uint32_t recv_buffer_size = 2048;
-  uint32_t recv_buffers = 512;
+  uint32_t recv_buffers = 4096;
   uint32_t queue_capacity = 8192;
   uint32_t ring_entries = 4096;
   uint32_t tick_ms = 20;

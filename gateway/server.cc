@@ -107,6 +107,7 @@ void CollectGateway(const std::vector<std::unique_ptr<Shard>>& shards, core::Sha
     auto pending = metrics::GaugeFamily(p + "pending_send_bytes", "Bytes queued for sending, by shard");
     auto mode = metrics::GaugeFamily(p + "ring_mode", "1 for the io_uring setup mode each shard runs with");
     auto depth = metrics::GaugeFamily(p + "cross_shard_queue_depth", "Messages waiting in queues into each shard");
+    auto bufs = metrics::GaugeFamily(p + "recv_buffers", "Receive buffers in each shard's buffer ring");
     for (const auto& s : shards) {
       std::string id = std::to_string(s->id());
       AddSample(&conns, static_cast<double>(s->stats().connections.Get()), {{"shard", id}});
@@ -119,12 +120,14 @@ void CollectGateway(const std::vector<std::unique_ptr<Shard>>& shards, core::Sha
         if (from != s->id()) d += grid->Cell(from, s->id()).SizeApprox();
       }
       AddSample(&depth, static_cast<double>(d), {{"shard", id}});
+      AddSample(&bufs, static_cast<double>(s->stats().recv_buffers.Get()), {{"shard", id}});
     }
     out->push_back(std::move(conns));
     out->push_back(std::move(sessions));
     out->push_back(std::move(pending));
     out->push_back(std::move(mode));
     out->push_back(std::move(depth));
+    out->push_back(std::move(bufs));
   }
   for (int which = 0; which < 2; ++which) {
     auto f = metrics::HistogramFamily(p + (which == 0 ? "login_latency_seconds" : "backend_latency_seconds"),

@@ -8,6 +8,10 @@
 #include <cstdio>
 #include <cstring>
 
+#ifdef LONGLINK_WITH_MIMALLOC
+#include <mimalloc.h>
+#endif
+
 #include "core/clock.h"
 #include "core/status.h"
 #include "core/user_data.h"
@@ -24,6 +28,8 @@ namespace {
 
 // ArmAccept uses a multishot accept only while more fixed-file slots than this are free.
 constexpr uint32_t kMultishotAcceptMinFreeSlots = 4096;
+// Receive buffers a shard starts with, and adds each time its ring runs dry (up to --recv-buffers).
+constexpr uint32_t kInitialRecvBuffers = 64;
 
 uint64_t Mix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
@@ -113,7 +119,9 @@ absl::Status Shard::Setup() {
   ro.force_plain = cfg_.force_plain_ring;
   RETURN_IF_ERROR(ring_.Init(ro));
   stats_.ring_mode.Set(static_cast<int64_t>(ring_.mode()));
-  RETURN_IF_ERROR(bufs_.Init(ring_.raw(), 0, cfg_.recv_buffers, cfg_.recv_buffer_size));
+  RETURN_IF_ERROR(bufs_.Init(ring_.raw(), 0, cfg_.recv_buffers, cfg_.recv_buffer_size,
+                             std::min<uint32_t>(cfg_.recv_buffers, kInitialRecvBuffers)));
+  stats_.recv_buffers.Set(bufs_.active());
   // Room for connections still finishing their close while new ones arrive.
   RETURN_IF_ERROR(conns_.Init(cfg_.max_conns_per_shard + 4096));
   wheel_ = core::TimerWheel(4096, NowTick());
@@ -144,6 +152,7 @@ void Shard::Loop() {
     DrainInbound(shared_->grid, id_, [this](const core::ShardMessage& m) { OnShardMessage(m); });
     wheel_.Advance(NowTick(), [this](uint32_t t) { OnTimer(t); });
     backend_->OnTick(core::MonoMillis());
+    Housekeeping();
 
     bufs_.Commit();
     if (!starved_.empty()) {
@@ -211,6 +220,17 @@ void Shard::HandleCqe(const io_uring_cqe* cqe) {
     default:
       break;
   }
+}
+
+void Shard::Housekeeping() {
+  uint64_t now = NowTick();
+  if (now < next_housekeeping_tick_) return;
+  next_housekeeping_tick_ = now + 2000 / tick_ms_;
+#ifdef LONGLINK_WITH_MIMALLOC
+  // Bursts (a login storm queues a LOGIN_ACK per connection at once) leave freed pages in this thread's
+  // heap; hand them back so resident memory follows the connections actually held.
+  mi_collect(true);
+#endif
 }
 
 // ---- accept ----
@@ -336,6 +356,7 @@ void Shard::OnRecv(uint32_t id, const io_uring_cqe* cqe) {
   } else if (cqe->res == -ENOBUFS) {
     // The buffer ring ran dry; buffers come back as this round's data is parsed. Re-arm after that.
     stats_.buffer_ring_exhausted_total.Inc();
+    if (bufs_.Grow(kInitialRecvBuffers) > 0) stats_.recv_buffers.Set(bufs_.active());
     if (!(c.flags & kRecvStarved) && c.state != ConnState::kClosing) {
       c.flags |= kRecvStarved;
       starved_.push_back(id);

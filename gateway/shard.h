@@ -140,6 +140,8 @@ class Shard final : public GatewayPort {
   Session SessionOf(uint32_t id);
 
   void StartDrain();
+  // Runs every couple of seconds from the loop: cheap, bounded chores.
+  void Housekeeping();
 
   const uint32_t id_;
   Shared* const shared_;
@@ -173,6 +175,7 @@ class Shard final : public GatewayPort {
   uint32_t slots_used_ = 0;          // fixed-file slots holding a descriptor
   bool draining_ = false;
   uint64_t drain_deadline_tick_ = 0;
+  uint64_t next_housekeeping_tick_ = 0;
   uint32_t tick_ms_;
   std::vector<uint8_t> scratch_;
 };

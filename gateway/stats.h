@@ -69,6 +69,7 @@ struct ShardStats {
   metrics::Gauge sessions;              // logged in
   metrics::Gauge pending_send_bytes;    // bytes in output queues
   metrics::Gauge ring_mode;             // core::RingMode
+  metrics::Gauge recv_buffers;          // buffers handed to the kernel so far
   metrics::Histogram login_latency;     // LOGIN received -> LOGIN_ACK queued, seconds
   metrics::Histogram backend_latency;   // seconds
 

@@ -142,6 +142,8 @@ def main():
     ap.add_argument("--heartbeat-interval", type=float, default=2.0)
     ap.add_argument("--heartbeat-timeout", type=float, default=5.0)
     ap.add_argument("--hold", type=float, default=8.0, help="seconds of heartbeating after everyone logged in")
+    ap.add_argument("--settle", type=float, default=0.5,
+                    help="seconds to wait after each client process logged in before reading the gateway's RSS")
     ap.add_argument("--gateway-arg", action="append", default=[], help="extra gateway flag")
     args = ap.parse_args()
 
@@ -176,7 +178,7 @@ def main():
             if errs:
                 print("client process %d: %d errors during login" % (idx, errs))
                 ok = False
-            time.sleep(0.5)
+            time.sleep(args.settle)
             steps.append((gw.metric("longlink_gateway_sessions"),
                           gw.metric("longlink_gateway_process_resident_memory_bytes")))
         login_secs = time.monotonic() - t0

@@ -287,6 +287,38 @@ class TinyBufferRingTest(GatewayTestCase):
         self.assertGreater(self.delta(before, "longlink_gateway_buffer_ring_exhausted_total"), 0)
 
 
+class GrowingBufferRingTest(GatewayTestCase):
+    """The receive ring starts with 64 buffers per shard and grows when receives find it empty.
+
+    A plain ring runs all pending receives at once when the stopped gateway resumes; with DEFER_TASKRUN
+    the kernel hands completions over in smaller batches and the ring rarely runs dry."""
+    gateway_args = ("--recv-buffers=1024", "--recv-buffer-size=512", "--force-plain-ring")
+    shards = 1
+
+    def test_ring_grows_under_a_burst_and_loses_nothing(self):
+        import os
+        import signal
+        import struct
+        before = self.snapshot()
+        self.assertEqual(self.gw.metric("longlink_gateway_recv_buffers"), 64)
+        clients = [self.login(9700 + i, 1) for i in range(200)]
+        # With the gateway stopped, every connection gets data; on resume all 200 receives complete in one
+        # round, more than the 64 buffers the ring holds.
+        os.kill(self.gw.proc.pid, signal.SIGSTOP)
+        try:
+            for i, c in enumerate(clients):
+                c.send_raw(ll.frame(ll.PING, struct.pack(">Q", i), request_id=7))
+        finally:
+            os.kill(self.gw.proc.pid, signal.SIGCONT)
+        for i, c in enumerate(clients):
+            op, rid, f = c.expect(ll.PONG, timeout=10)
+            self.assertEqual((rid, f["timestamp"]), (7, i))
+        self.assertGreater(self.delta(before, "longlink_gateway_buffer_ring_exhausted_total"), 0)
+        self.assertGreater(self.gw.metric("longlink_gateway_recv_buffers"), 64)
+        self.assertLessEqual(self.gw.metric("longlink_gateway_recv_buffers"), 1024)
+        self.assertCloseDeltas(before, {})
+
+
 class Ipv6Test(GatewayTestCase):
     gateway_args = ("--bind=::1",)
 
