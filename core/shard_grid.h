@@ -30,6 +30,15 @@ struct ShardMessage {
 };
 inline constexpr uint16_t kShardMessageRelease = 0xffff;
 
+// A queue capacity for `shards` shards such that all shards x shards cells together stay within 16 MiB
+// (cells are touched as messages cycle through them), clamped to 64..8192 and a power of two.
+inline uint32_t DefaultQueueCapacity(uint32_t shards) {
+  uint64_t budget = (16ull << 20) / (sizeof(ShardMessage) * static_cast<uint64_t>(shards) * shards);
+  uint32_t cap = 64;
+  while (cap * 2ull <= budget && cap < 8192) cap *= 2;
+  return cap;
+}
+
 class ShardGrid {
  public:
   ShardGrid(uint32_t shards, size_t queue_capacity);

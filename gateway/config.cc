@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "core/shard_grid.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
@@ -37,7 +38,9 @@ ABSL_FLAG(int32_t, recv_buffer_size, 2048, "Bytes per receive buffer in each sha
 ABSL_FLAG(int32_t, recv_buffers, 4096,
           "Most receive buffers per shard (power of two, at most 32768); the ring starts with 64 and grows "
           "by 64 whenever receives find it empty");
-ABSL_FLAG(int32_t, queue_capacity, 8192, "Capacity of each cross-shard queue");
+ABSL_FLAG(int32_t, queue_capacity, 0,
+          "Capacity of each of the shards x shards cross-shard queues (0: as many as fit 16 MiB in all, "
+          "between 64 and 8192; a full queue spills into a local overflow list)");
 ABSL_FLAG(int32_t, ring_entries, 4096, "Submission queue entries per shard ring");
 ABSL_FLAG(bool, force_plain_ring, false, "Do not ask for SINGLE_ISSUER/DEFER_TASKRUN or COOP_TASKRUN (testing)");
 
@@ -143,8 +146,8 @@ absl::StatusOr<Config> ConfigFromFlags() {
   if (rb < 1 || rb > 32768 || (rb & (rb - 1)) != 0) return Bad("recv-buffers", "must be a power of two, 1..32768");
   c.recv_buffers = static_cast<uint32_t>(rb);
   int32_t qc = absl::GetFlag(FLAGS_queue_capacity);
-  if (qc < 16 || qc > (1 << 22)) return Bad("queue-capacity", "must be 16..4194304");
-  c.queue_capacity = static_cast<uint32_t>(qc);
+  if (qc != 0 && (qc < 16 || qc > (1 << 22))) return Bad("queue-capacity", "must be 0 (auto) or 16..4194304");
+  c.queue_capacity = qc != 0 ? static_cast<uint32_t>(qc) : core::DefaultQueueCapacity(c.shards);
   int32_t re = absl::GetFlag(FLAGS_ring_entries);
   if (re < 64 || re > 32768) return Bad("ring-entries", "must be 64..32768");
   c.ring_entries = static_cast<uint32_t>(re);

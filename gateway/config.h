@@ -30,7 +30,7 @@ struct Config {
   std::string backend = "echo";
   uint32_t recv_buffer_size = 2048;
   uint32_t recv_buffers = 4096;
-  uint32_t queue_capacity = 8192;
+  uint32_t queue_capacity = 8192;  // 0 in the flag means core::DefaultQueueCapacity(shards)
   uint32_t ring_entries = 4096;
   uint32_t tick_ms = 20;
   bool force_plain_ring = false;

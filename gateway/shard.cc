@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cstdio>
 #include <cstring>
 
@@ -101,6 +102,7 @@ uint32_t Shard::OwnerShard(uint64_t user_id) const {
 uint64_t Shard::NowTick() const { return core::MonoMillis() / tick_ms_; }
 
 void Shard::Run() {
+  owner_ = std::this_thread::get_id();
   setup_status_ = Setup();
   if (!setup_status_.ok()) {
     std::fprintf(stderr, "longlink-gateway: shard %u: %s\n", id_, setup_status_.ToString().c_str());
@@ -895,6 +897,7 @@ void Shard::MaybeFree(uint32_t id) {
 // ---- delivery and cross-shard messages ----
 
 bool Shard::SendTo(const ConnRef& ref, std::span<const uint8_t> frame) {
+  AssertOwner();
   if (ref.shard != id_ || !conns_.Valid(ref.id, ref.gen)) return false;
   return Enqueue(ref.id, frame);
 }
@@ -910,6 +913,7 @@ void Shard::DeliverLocal(uint64_t user_id, uint32_t device_id, std::span<const u
 }
 
 void Shard::PushToUser(uint64_t user_id, uint32_t device_id, std::span<const uint8_t> frame) {
+  AssertOwner();
   uint32_t owner = OwnerShard(user_id);
   if (owner == id_) {
     DeliverLocal(user_id, device_id, frame);
@@ -921,6 +925,7 @@ void Shard::PushToUser(uint64_t user_id, uint32_t device_id, std::span<const uin
 }
 
 void Shard::PushToUsers(std::span<const uint64_t> user_ids, std::span<const uint8_t> frame) {
+  AssertOwner();
   std::vector<uint32_t> per_shard(shards_, 0);
   for (uint64_t u : user_ids) {
     uint32_t owner = OwnerShard(u);
@@ -966,6 +971,7 @@ void Shard::KickLocal(uint64_t user_id, uint32_t device_id, proto::KickReason re
 }
 
 void Shard::Kick(uint64_t user_id, uint32_t device_id, proto::KickReason reason, std::string_view message) {
+  AssertOwner();
   uint32_t owner = OwnerShard(user_id);
   if (owner == id_) {
     KickLocal(user_id, device_id, reason, message);
@@ -978,6 +984,7 @@ void Shard::Kick(uint64_t user_id, uint32_t device_id, proto::KickReason reason,
 }
 
 void Shard::PostToShard(uint32_t shard, const BackendMessage& bm) {
+  AssertOwner();
   if (shard == id_) {
     backend_->OnShardMessage(bm);
     if (bm.ptr != nullptr) backend_->ReleaseShardPayload(bm.ptr);
@@ -987,6 +994,7 @@ void Shard::PostToShard(uint32_t shard, const BackendMessage& bm) {
 }
 
 void Shard::Post(uint32_t to, core::ShardMessage m) {
+  AssertOwner();
   m.from = static_cast<uint16_t>(id_);
   stats_.cross_shard_messages_total.Inc();
   if (!outbox_.Post(to, m)) stats_.cross_shard_overflow_total.Inc();

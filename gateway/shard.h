@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <cassert>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -140,6 +141,8 @@ class Shard final : public GatewayPort {
   Session SessionOf(uint32_t id);
 
   void StartDrain();
+  // Only the shard's own thread may touch its state; debug builds check it at the entry points.
+  void AssertOwner() const { assert(std::this_thread::get_id() == owner_); }
   // Runs every couple of seconds from the loop: cheap, bounded chores.
   void Housekeeping();
 
@@ -149,6 +152,7 @@ class Shard final : public GatewayPort {
   const uint32_t shards_;
   int listen_fd_;
   std::thread thread_;
+  std::thread::id owner_;
   absl::Status setup_status_;
 
   core::Ring ring_;
