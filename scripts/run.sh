@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds Release, starts longlink-gateway on loopback, runs a
-# short client check against it (clients log in, heartbeat and exchange messages), prints the report
-# and a summary of the gateway's own metrics, then drains the gateway with SIGTERM.
-#   scripts/run.sh [--clients N] [--seconds S] [--rate MSG_PER_S] [--shards N]
+# The main job: installs what is missing, builds Release, starts longlink-gateway on loopback, runs
+# longlink-loadgen against it (clients connect, log in, heartbeat and exchange messages; a ledger checks
+# that no acknowledged message was lost or duplicated), prints the loadgen's report and a summary of the
+# gateway's own metrics, then drains the gateway with SIGTERM.
+#   scripts/run.sh [--clients N] [--seconds S] [--rate MSG_PER_S_PER_CLIENT] [--shards N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-clients=1000; seconds=10; rate=2000; shards=2
+clients=10000; seconds=30; rate=0.5; shards=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --clients) clients=$2; shift ;;
     --seconds) seconds=$2; shift ;;
     --rate) rate=$2; shift ;;
     --shards) shards=$2; shift ;;
-    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -21,11 +22,11 @@ done
 
 scripts/deps.sh
 cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGLINK_TESTS=OFF >/dev/null
-cmake --build build-release --target longlink-gateway -j"$(nproc)"
+cmake --build build-release --target longlink-gateway longlink-loadgen -j"$(nproc)"
 
 log=$(mktemp -d)
 trap 'kill $gw_pid 2>/dev/null || true; rm -rf "$log"' EXIT
-build-release/gateway/longlink-gateway --bind=127.0.0.1 --port=0 --metrics-bind=127.0.0.1 --metrics-port=0 \
+build-release/gateway/longlink-gateway --bind=0.0.0.0 --port=0 --metrics-bind=127.0.0.1 --metrics-port=0 \
   --shards="$shards" --backend=echo >"$log/out" 2>"$log/err" &
 gw_pid=$!
 for _ in $(seq 100); do grep -q listening "$log/out" 2>/dev/null && break; sleep 0.1; done
@@ -36,7 +37,10 @@ port=$(sed -E 's/.*:([0-9]+) shards=.*/\1/' <<<"$line")
 mport=$(sed -E 's/.* metrics=([0-9]+).*/\1/' <<<"$line")
 
 status=0
-python3 tests/integration/smoke_client.py --port "$port" --clients "$clients" --seconds "$seconds" --rate "$rate" || status=$?
+# Connections spread over four loopback destination addresses, so ephemeral ports never run out.
+targets="127.0.0.1:$port,127.0.0.2:$port,127.0.0.3:$port,127.0.0.4:$port"
+build-release/loadgen/longlink-loadgen --target="$targets" --clients="$clients" --connect-rate=2000 \
+  --duration="${seconds}s" --rate="$rate" --shards="$shards" --report-json="$log/report.json" || status=$?
 
 echo "gateway metrics:"
 python3 - "$mport" <<'PY'

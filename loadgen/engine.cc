@@ -1,0 +1,839 @@
+#include "loadgen/engine.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "core/buf_ring.h"
+#include "core/bytes.h"
+#include "core/clock.h"
+#include "core/ring.h"
+#include "core/status.h"
+#include "core/timer_wheel.h"
+#include "core/user_data.h"
+#include "gateway/auth/token.h"
+#include "protocol/frame.h"
+
+namespace longlink::loadgen {
+
+namespace proto = longlink::protocol;
+using core::PackUserData;
+using core::UnpackUserData;
+
+namespace {
+
+enum Op : uint8_t { kOpIgnore = 0, kOpSocket, kOpConnect, kOpRecv, kOpSend, kOpClose };
+
+enum class State : uint8_t { kWaiting, kConnecting, kLoggingIn, kOnline, kClosing, kDone };
+
+enum Flags : uint8_t { kRecvArmed = 1, kSendInflight = 2, kDirty = 4, kCloseInflight = 8, kReconnect = 16 };
+
+constexpr uint64_t kTickNs = 1000000;  // 1 ms timer ticks
+constexpr uint32_t kInitialBuffers = 64;
+constexpr uint64_t kCloseBoundNs = 5000000000ull;  // how long closing all connections may take at the end
+
+uint64_t NsToTick(uint64_t ns) { return (ns + kTickNs - 1) / kTickNs; }
+
+}  // namespace
+
+// Per-client state, kept compact: a million of them must fit comfortably.
+struct LoadShard::Client {
+  uint32_t index;  // global client index: the ledger's device identity
+  uint32_t gen;
+  int32_t slot;
+  State state;
+  uint8_t flags;
+  uint16_t attempts;
+  uint32_t seq;  // last message sequence assigned
+  uint32_t hb_ms;
+  uint64_t last_push_seq;
+  uint64_t t_connect;   // intended time of the current connect attempt
+  uint64_t t_login;     // when LOGIN was queued
+  uint64_t t_down;      // when the connection was lost (for reconnect time), 0 if none
+  uint64_t next_ping;   // intended time of the next PING
+  uint64_t next_msg;    // intended time of the next SEND
+  uint64_t sent_at[4];  // intended times of the last SENDs, by seq % 4, for SEND -> SEND_ACK latency
+  core::Carry* carry;
+  core::OutQueue* out;
+};
+
+class LoadShard::Impl {
+ public:
+  Impl(LoadShard* shard) : s_(shard), e_(shard->engine_), cfg_(shard->engine_->config()) {}
+
+  absl::Status Setup();
+  void Loop();
+  void PublishLive();
+
+  std::mutex live_mu_;
+  Histogram live_e2e_;
+
+ private:
+  using Client = LoadShard::Client;
+
+  void HandleCqe(const io_uring_cqe* cqe);
+  void OnTimer(uint32_t local);
+  void StartConnect(uint32_t local);
+  void OnSocket(uint32_t local, const io_uring_cqe* cqe);
+  void OnConnect(uint32_t local, const io_uring_cqe* cqe);
+  void OnRecv(uint32_t local, const io_uring_cqe* cqe);
+  void OnSend(uint32_t local, const io_uring_cqe* cqe);
+  void Consume(uint32_t local, const uint8_t* data, uint32_t len);
+  void HandleFrame(uint32_t local, const proto::Header& h, std::span<const uint8_t> body);
+  void Drive(uint32_t local, uint64_t now);
+  void ArmTimer(uint32_t local, uint64_t at_ns) { wheel_.Arm(local, NsToTick(at_ns)); }
+  void ScheduleReconnect(uint32_t local, uint64_t now);
+  void Close(uint32_t local, bool reconnect);
+  void MaybeFinishClose(uint32_t local);
+  template <class Body>
+  void Queue(uint32_t local, uint32_t request_id, const Body& body);
+  void Flush();
+  void SubmitSend(uint32_t local);
+  void ArmRecv(uint32_t local);
+  uint64_t UserOf(uint32_t index) const { return index / cfg_.devices_per_user + 1; }
+  uint32_t DeviceOf(uint32_t index) const { return index % cfg_.devices_per_user + 1; }
+  bool Running(uint64_t now) const { return now < e_->end_ns() && !e_->stop().load(std::memory_order_relaxed); }
+
+  LoadShard* s_;
+  Engine* e_;
+  const EngineConfig& cfg_;
+  core::Ring ring_;
+  core::BufRing bufs_;
+  core::TimerWheel wheel_;
+  std::vector<Client> clients_;
+  std::vector<uint32_t> dirty_;
+  std::mt19937_64 rng_;
+  std::vector<uint8_t> scratch_ = std::vector<uint8_t>(1024);
+  std::vector<uint8_t> payload_;
+  uint64_t next_live_ = 0;
+  bool finishing_ = false;
+  size_t done_ = 0;  // clients in State::kDone
+  void SetDone(Client& c) {
+    if (c.state != State::kDone) ++done_;
+    c.state = State::kDone;
+  }
+};
+
+LoadShard::LoadShard(Engine* engine, uint32_t id) : engine_(engine), id_(id), impl_(std::make_unique<Impl>(this)) {}
+
+LoadShard::~LoadShard() { Join(); }
+
+void LoadShard::Start() {
+  thread_ = std::thread([this] {
+    status_ = impl_->Setup();
+    if (!status_.ok()) {
+      std::fprintf(stderr, "longlink-loadgen: shard %u: %s\n", id_, status_.ToString().c_str());
+      finished_.store(true, std::memory_order_release);
+      return;
+    }
+    impl_->Loop();
+    finished_.store(true, std::memory_order_release);
+  });
+}
+
+void LoadShard::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void LoadShard::CopyLive(Histogram* out) {
+  std::lock_guard<std::mutex> lock(impl_->live_mu_);
+  out->Merge(impl_->live_e2e_);
+}
+
+absl::Status LoadShard::Impl::Setup() {
+  uint32_t mine = 0;
+  for (uint32_t i = s_->id_; i < cfg_.clients; i += cfg_.shards) ++mine;
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  uint64_t table = mine + 64;
+  if (rl.rlim_cur != RLIM_INFINITY && table > rl.rlim_cur) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(mine, " clients on one shard exceed the open-files limit (", rl.rlim_cur,
+                     "), which bounds each ring's fixed-file table: use more shards (--shards)"));
+  }
+  core::RingOptions ro;
+  ro.sq_entries = 4096;
+  ro.cq_entries = 16384;
+  ro.fixed_files = static_cast<uint32_t>(table);
+  RETURN_IF_ERROR(ring_.Init(ro));
+  RETURN_IF_ERROR(bufs_.Init(ring_.raw(), 0, 4096, 2048, kInitialBuffers));
+  wheel_ = core::TimerWheel(8192, core::MonoNanos() / kTickNs);
+  wheel_.Reserve(mine);
+  rng_.seed(cfg_.seed * 0x9e3779b97f4a7c15ull + s_->id_);
+  clients_.resize(mine);
+  payload_.assign(std::max<uint32_t>(8, cfg_.payload_bytes), 'x');
+  // Connect times are spread evenly at the configured rate over all shards: client i of the whole run
+  // connects at start + i / rate.
+  uint32_t local = 0;
+  for (uint32_t i = s_->id_; i < cfg_.clients; i += cfg_.shards, ++local) {
+    Client& c = clients_[local];
+    std::memset(&c, 0, sizeof(c));
+    c.index = i;
+    c.slot = -1;
+    c.state = State::kWaiting;
+    c.t_connect = e_->start_ns() + static_cast<uint64_t>(static_cast<double>(i) / cfg_.connect_rate * 1e9);
+    ArmTimer(local, c.t_connect);
+  }
+  return absl::OkStatus();
+}
+
+void LoadShard::Impl::Loop() {
+  const uint64_t grace_end = e_->end_ns() + cfg_.grace_ms * 1000000ull;
+  for (;;) {
+    uint64_t now = core::MonoNanos();
+    if (!finishing_ && (now >= grace_end || e_->stop().load(std::memory_order_relaxed))) {
+      finishing_ = true;
+      for (uint32_t i = 0; i < clients_.size(); ++i) {
+        if (clients_[i].state == State::kWaiting) SetDone(clients_[i]);
+        wheel_.Cancel(i);
+        Close(i, false);
+      }
+    }
+    if (finishing_ && done_ == clients_.size()) break;
+    if (finishing_ && now >= grace_end + kCloseBoundNs) {
+      // Connections whose close did not complete within the bound (the peer never answered): count them
+      // and stop, so the run always ends by itself.
+      for (Client& c : clients_) {
+        if (c.state != State::kDone) {
+          s_->counters_.unclean_closes.Inc();
+          SetDone(c);
+        }
+      }
+      break;
+    }
+    ring_.SubmitAndWait(kTickNs);
+    unsigned head;
+    unsigned seen = 0;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(ring_.raw(), head, cqe) {
+      HandleCqe(cqe);
+      ++seen;
+    }
+    io_uring_cq_advance(ring_.raw(), seen);
+    wheel_.Advance(core::MonoNanos() / kTickNs, [this](uint32_t local) { OnTimer(local); });
+    bufs_.Commit();
+    Flush();
+    now = core::MonoNanos();
+    if (now >= next_live_) {
+      PublishLive();
+      next_live_ = now + 500000000ull;
+    }
+  }
+  ring_.Submit();
+  PublishLive();
+}
+
+void LoadShard::Impl::PublishLive() {
+  std::lock_guard<std::mutex> lock(live_mu_);
+  live_e2e_.Reset();
+  live_e2e_.Merge(s_->lat_.end_to_end);
+}
+
+void LoadShard::Impl::HandleCqe(const io_uring_cqe* cqe) {
+  core::UserData ud = UnpackUserData(cqe->user_data);
+  if (ud.op == kOpIgnore) return;
+  if (ud.op == kOpRecv && (cqe->flags & IORING_CQE_F_BUFFER) &&
+      (ud.slot >= clients_.size() || (clients_[ud.slot].gen & core::kGenMask) != ud.gen)) {
+    bufs_.Recycle(static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+    return;
+  }
+  if (ud.slot >= clients_.size() || (clients_[ud.slot].gen & core::kGenMask) != ud.gen) {
+    // A completion for an earlier connection of this client: only a socket that arrived late matters.
+    if (ud.op == kOpSocket && cqe->res >= 0) {
+      io_uring_sqe* sqe = ring_.Sqe();
+      io_uring_prep_close_direct(sqe, static_cast<unsigned>(cqe->res));
+      io_uring_sqe_set_data64(sqe, 0);
+    }
+    return;
+  }
+  switch (ud.op) {
+    case kOpSocket:
+      OnSocket(ud.slot, cqe);
+      break;
+    case kOpConnect:
+      OnConnect(ud.slot, cqe);
+      break;
+    case kOpRecv:
+      OnRecv(ud.slot, cqe);
+      break;
+    case kOpSend:
+      OnSend(ud.slot, cqe);
+      break;
+    case kOpClose:
+      clients_[ud.slot].flags &= static_cast<uint8_t>(~kCloseInflight);
+      MaybeFinishClose(ud.slot);
+      break;
+    default:
+      break;
+  }
+}
+
+void LoadShard::Impl::OnTimer(uint32_t local) {
+  Client& c = clients_[local];
+  uint64_t now = core::MonoNanos();
+  switch (c.state) {
+    case State::kWaiting:
+      if (Running(now)) {
+        StartConnect(local);
+      } else {
+        SetDone(c);
+      }
+      break;
+    case State::kConnecting:
+    case State::kLoggingIn:
+      // No connection or LOGIN_ACK within the login timeout.
+      s_->counters_.login_failures.Inc();
+      Close(local, true);
+      break;
+    case State::kOnline:
+      Drive(local, now);
+      break;
+    default:
+      break;
+  }
+}
+
+void LoadShard::Impl::StartConnect(uint32_t local) {
+  Client& c = clients_[local];
+  c.state = State::kConnecting;
+  c.gen = (c.gen + 1) & core::kGenMask;
+  const Destination& t = cfg_.targets[c.index % cfg_.targets.size()];
+  io_uring_sqe* sqe = ring_.Sqe();
+  // A socket straight into the fixed-file table (kernel 5.19): it never takes a plain descriptor.
+  io_uring_prep_socket_direct_alloc(sqe, t.addr.ss_family, SOCK_STREAM, 0, 0);
+  io_uring_sqe_set_data64(sqe, PackUserData(kOpSocket, c.gen, local));
+  ArmTimer(local, core::MonoNanos() + cfg_.login_timeout_ms * 1000000ull);
+}
+
+void LoadShard::Impl::OnSocket(uint32_t local, const io_uring_cqe* cqe) {
+  Client& c = clients_[local];
+  if (cqe->res < 0) {
+    s_->counters_.connect_errors.Inc();
+    ScheduleReconnect(local, core::MonoNanos());
+    return;
+  }
+  if (c.state != State::kConnecting) {
+    // The attempt was abandoned (timeout or the run ended) while the socket was being made.
+    io_uring_sqe* sqe = ring_.Sqe();
+    io_uring_prep_close_direct(sqe, static_cast<unsigned>(cqe->res));
+    io_uring_sqe_set_data64(sqe, 0);
+    return;
+  }
+  c.slot = cqe->res;
+  const Destination& t = cfg_.targets[c.index % cfg_.targets.size()];
+  io_uring_sqe* sqe = ring_.Sqe();
+  io_uring_prep_connect(sqe, c.slot, reinterpret_cast<const sockaddr*>(&t.addr), t.len);
+  sqe->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(sqe, PackUserData(kOpConnect, c.gen, local));
+}
+
+void LoadShard::Impl::OnConnect(uint32_t local, const io_uring_cqe* cqe) {
+  Client& c = clients_[local];
+  uint64_t now = core::MonoNanos();
+  if (c.state != State::kConnecting) {
+    // Closed (login timeout, end of run) while connecting; the close completes the client.
+    MaybeFinishClose(local);
+    return;
+  }
+  if (cqe->res < 0) {
+    s_->counters_.connect_errors.Inc();
+    Close(local, true);
+    return;
+  }
+  s_->counters_.connects.Inc();
+  s_->counters_.connected.Add(1);
+  s_->lat_.connect.Record(now - std::min(now, c.t_connect));
+  c.state = State::kLoggingIn;
+  c.t_login = now;
+  proto::LoginBody login;
+  login.user_id = UserOf(c.index);
+  login.device_id = DeviceOf(c.index);
+  login.platform = 2;
+  std::string token;
+  if (cfg_.auth_token) {
+    token = auth::MintToken(cfg_.auth_secret, login.user_id, login.device_id, core::UnixMillis() / 1000 + 86400);
+    login.token = token;
+  }
+  Queue(local, 1, login);
+  ArmRecv(local);
+}
+
+void LoadShard::Impl::ArmRecv(uint32_t local) {
+  Client& c = clients_[local];
+  io_uring_sqe* sqe = ring_.Sqe();
+  io_uring_prep_recv_multishot(sqe, c.slot, nullptr, 0, 0);
+  sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+  sqe->buf_group = bufs_.group_id();
+  io_uring_sqe_set_data64(sqe, PackUserData(kOpRecv, c.gen, local));
+  c.flags |= kRecvArmed;
+}
+
+void LoadShard::Impl::OnRecv(uint32_t local, const io_uring_cqe* cqe) {
+  Client& c = clients_[local];
+  if (!(cqe->flags & IORING_CQE_F_MORE)) c.flags &= static_cast<uint8_t>(~kRecvArmed);
+  bool live = c.state == State::kLoggingIn || c.state == State::kOnline;
+  if (cqe->res > 0) {
+    uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+    if (live) Consume(local, bufs_.Buffer(bid), static_cast<uint32_t>(cqe->res));
+    bufs_.Recycle(bid);
+  } else if (cqe->res == -ENOBUFS) {
+    bufs_.Grow(kInitialBuffers);
+  } else if (live) {
+    // EOF or an error: the server closed us (or the network did).
+    Close(local, true);
+  }
+  Client& c2 = clients_[local];
+  if (c2.state == State::kClosing) {
+    MaybeFinishClose(local);
+  } else if (!(c2.flags & kRecvArmed) && (c2.state == State::kLoggingIn || c2.state == State::kOnline)) {
+    ArmRecv(local);
+  }
+}
+
+void LoadShard::Impl::Consume(uint32_t local, const uint8_t* data, uint32_t len) {
+  while (len > 0) {
+    Client& c = clients_[local];
+    if (c.state != State::kLoggingIn && c.state != State::kOnline) return;
+    if (c.carry != nullptr) {
+      core::Carry* k = c.carry;
+      proto::Header h;
+      if (k->len < proto::kHeaderSize) {
+        uint32_t take = std::min<uint32_t>(len, static_cast<uint32_t>(proto::kHeaderSize) - k->len);
+        std::memcpy(k->data + k->len, data, take);
+        k->len += take;
+        data += take;
+        len -= take;
+        if (k->len < proto::kHeaderSize) return;
+      }
+      proto::FrameStatus st = proto::PeekFrame({k->data, k->len}, 16 << 20, &h);
+      if (st != proto::FrameStatus::kOk && st != proto::FrameStatus::kNeedMore) {
+        s_->counters_.protocol_errors.Inc();
+        Close(local, true);
+        return;
+      }
+      if (k->len < h.length) {
+        k = c.carry = core::Carry::Reserve(k, h.length);
+        uint32_t take = std::min<uint32_t>(len, h.length - k->len);
+        std::memcpy(k->data + k->len, data, take);
+        k->len += take;
+        data += take;
+        len -= take;
+        if (k->len < h.length) return;
+      }
+      c.carry = nullptr;
+      HandleFrame(local, h, {k->data + proto::kHeaderSize, h.length - proto::kHeaderSize});
+      std::free(k);
+      continue;
+    }
+    proto::Header h;
+    proto::FrameStatus st = proto::PeekFrame({data, len}, 16 << 20, &h);
+    if (st == proto::FrameStatus::kOk) {
+      HandleFrame(local, h, {data + proto::kHeaderSize, h.length - proto::kHeaderSize});
+      data += h.length;
+      len -= h.length;
+      continue;
+    }
+    if (st == proto::FrameStatus::kNeedMore) {
+      uint32_t want = len >= proto::kHeaderSize ? h.length : static_cast<uint32_t>(proto::kHeaderSize);
+      core::Carry* k = core::Carry::New(std::max(want, len));
+      std::memcpy(k->data, data, len);
+      k->len = len;
+      c.carry = k;
+      return;
+    }
+    s_->counters_.protocol_errors.Inc();
+    Close(local, true);
+    return;
+  }
+}
+
+void LoadShard::Impl::HandleFrame(uint32_t local, const proto::Header& h, std::span<const uint8_t> body) {
+  Client& c = clients_[local];
+  uint64_t now = core::MonoNanos();
+  switch (static_cast<proto::Opcode>(h.opcode)) {
+    case proto::Opcode::kLoginAck: {
+      proto::LoginAckBody ack;
+      if (!proto::Decode(body, &ack) || ack.status != 0) {
+        s_->counters_.login_failures.Inc();
+        Close(local, true);
+        return;
+      }
+      s_->counters_.logins.Inc();
+      s_->counters_.online.Add(1);
+      s_->lat_.login.Record(now - c.t_login);
+      if (c.t_down != 0) {
+        s_->lat_.reconnect.Record(now - c.t_down);
+        c.t_down = 0;
+      }
+      c.state = State::kOnline;
+      c.attempts = 0;
+      c.hb_ms = std::max<uint32_t>(ack.heartbeat_interval_ms, 50);
+      // Random phase so that clients do not beat in lockstep.
+      c.next_ping = now + rng_() % (static_cast<uint64_t>(c.hb_ms) * 1000000ull);
+      if (cfg_.msg_rate_per_client > 0) {
+        double interval_ns = 1e9 / cfg_.msg_rate_per_client;
+        c.next_msg = now + static_cast<uint64_t>(std::uniform_real_distribution<double>(0, interval_ns)(rng_));
+      } else {
+        c.next_msg = ~uint64_t{0};
+      }
+      if (cfg_.sync_on_reconnect && c.last_push_seq != 0) {
+        proto::SyncBody sync;
+        sync.after_seq = c.last_push_seq;
+        sync.limit = 100;
+        Queue(local, 2, sync);
+        s_->counters_.syncs.Inc();
+      }
+      ArmTimer(local, std::min(c.next_ping, c.next_msg));
+      return;
+    }
+    case proto::Opcode::kPong: {
+      proto::PongBody pong;
+      if (proto::Decode(body, &pong)) {
+        s_->counters_.pongs.Inc();
+        s_->lat_.heartbeat_rtt.Record(now - std::min(now, pong.timestamp));
+      }
+      return;
+    }
+    case proto::Opcode::kSendAck: {
+      proto::SendAckBody ack;
+      if (!proto::Decode(body, &ack) || ack.status != 0) {
+        s_->counters_.protocol_errors.Inc();
+        return;
+      }
+      s_->counters_.acked.Inc();
+      uint32_t acked_seq = static_cast<uint32_t>(ack.client_msg_id);
+      // Only the last four SENDs' times are kept: an ack more than four messages late is not timed.
+      if (acked_seq + 4 > c.seq) s_->lat_.send_ack.Record(now - std::min(now, c.sent_at[acked_seq % 4]));
+      uint32_t recipients[64];
+      uint32_t n = std::min<uint32_t>(cfg_.devices_per_user, 64);
+      uint32_t first = (c.index / cfg_.devices_per_user) * cfg_.devices_per_user;
+      for (uint32_t d = 0; d < n; ++d) recipients[d] = first + d;
+      s_->ledger_.Acked(ack.client_msg_id, std::span<const uint32_t>(recipients, n));
+      return;
+    }
+    case proto::Opcode::kPush: {
+      proto::PushBody push;
+      if (!proto::Decode(body, &push)) {
+        s_->counters_.protocol_errors.Inc();
+        return;
+      }
+      if (s_->ledger_.Delivered(c.index, push.client_msg_id)) {
+        s_->counters_.delivered.Inc();
+        if (push.payload.size() >= 8) {
+          uint64_t sent_at;
+          std::memcpy(&sent_at, push.payload.data(), 8);
+          s_->lat_.end_to_end.Record(now - std::min(now, sent_at));
+        }
+      } else {
+        s_->counters_.duplicates.Inc();
+      }
+      if (push.seq != 0) {
+        c.last_push_seq = std::max(c.last_push_seq, push.seq);
+        if (cfg_.push_ack) {
+          proto::PushAckBody pa;
+          pa.seq = push.seq;
+          Queue(local, 0, pa);
+          s_->counters_.push_acks.Inc();
+        }
+      }
+      return;
+    }
+    case proto::Opcode::kSyncDone:
+      return;
+    case proto::Opcode::kGoaway:
+    case proto::Opcode::kKick:
+      Close(local, true);
+      return;
+    default:
+      s_->counters_.protocol_errors.Inc();
+      return;
+  }
+}
+
+void LoadShard::Impl::Drive(uint32_t local, uint64_t now) {
+  Client& c = clients_[local];
+  bool running = Running(now);
+  while (c.next_ping <= now) {
+    proto::PingBody ping;
+    ping.timestamp = c.next_ping;  // intended time: the round trip is measured from it
+    Queue(local, 0, ping);
+    s_->counters_.pings.Inc();
+    s_->lat_.lag.Record(now - c.next_ping);
+    c.next_ping += static_cast<uint64_t>(c.hb_ms) * 1000000ull;
+  }
+  if (cfg_.msg_rate_per_client > 0) {
+    double interval_ns = 1e9 / cfg_.msg_rate_per_client;
+    while (c.next_msg <= now && running) {
+      proto::SendBody send;
+      uint64_t users = (cfg_.clients + cfg_.devices_per_user - 1) / cfg_.devices_per_user;
+      send.target_kind = 0;
+      send.target_id = cfg_.target_self ? UserOf(c.index) : rng_() % users + 1;
+      uint32_t seq = ++c.seq;
+      send.client_msg_id = (static_cast<uint64_t>(c.index) << 32) | seq;
+      std::memcpy(payload_.data(), &c.next_msg, 8);  // the intended send time rides to the receiver
+      c.sent_at[seq % 4] = c.next_msg;
+      send.payload = payload_;
+      Queue(local, seq, send);
+      s_->ledger_.Sent(send.client_msg_id);
+      s_->counters_.sent.Inc();
+      s_->lat_.lag.Record(now - c.next_msg);
+      c.next_msg += static_cast<uint64_t>(interval_ns);
+    }
+    if (!running) c.next_msg = ~uint64_t{0};
+  }
+  ArmTimer(local, std::min(c.next_ping, c.next_msg));
+}
+
+template <class Body>
+void LoadShard::Impl::Queue(uint32_t local, uint32_t request_id, const Body& body) {
+  Client& c = clients_[local];
+  size_t size = proto::FrameSize(body);
+  if (size > scratch_.size()) scratch_.resize(size);
+  size_t n = proto::Encode(request_id, body, scratch_);
+  if (n == 0) return;
+  core::OutQueue* q = c.out;
+  if (q == nullptr) q = c.out = new core::OutQueue();
+  if (q->pending_len + n > q->pending_cap) {
+    uint32_t cap =
+        std::max<uint32_t>(q->pending_len + static_cast<uint32_t>(n), std::max<uint32_t>(128, q->pending_cap * 2));
+    q->pending = static_cast<uint8_t*>(std::realloc(q->pending, cap));
+    q->pending_cap = cap;
+  }
+  std::memcpy(q->pending + q->pending_len, scratch_.data(), n);
+  q->pending_len += static_cast<uint32_t>(n);
+  if (!(c.flags & kDirty)) {
+    c.flags |= kDirty;
+    dirty_.push_back(local);
+  }
+}
+
+void LoadShard::Impl::Flush() {
+  for (uint32_t local : dirty_) {
+    Client& c = clients_[local];
+    c.flags &= static_cast<uint8_t>(~kDirty);
+    if ((c.state == State::kLoggingIn || c.state == State::kOnline) && !(c.flags & kSendInflight)) SubmitSend(local);
+  }
+  dirty_.clear();
+}
+
+void LoadShard::Impl::SubmitSend(uint32_t local) {
+  Client& c = clients_[local];
+  core::OutQueue* q = c.out;
+  if (q == nullptr) return;
+  if (q->sending_off >= q->sending_len) {
+    if (q->pending_len == 0) return;
+    std::swap(q->sending, q->pending);
+    std::swap(q->sending_cap, q->pending_cap);
+    q->sending_len = q->pending_len;
+    q->sending_off = 0;
+    q->pending_len = 0;
+  }
+  io_uring_sqe* sqe = ring_.Sqe();
+  io_uring_prep_send(sqe, c.slot, q->sending + q->sending_off, q->sending_len - q->sending_off, MSG_NOSIGNAL);
+  sqe->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(sqe, PackUserData(kOpSend, c.gen, local));
+  c.flags |= kSendInflight;
+}
+
+void LoadShard::Impl::OnSend(uint32_t local, const io_uring_cqe* cqe) {
+  Client& c = clients_[local];
+  c.flags &= static_cast<uint8_t>(~kSendInflight);
+  if (c.state == State::kClosing) {
+    MaybeFinishClose(local);
+    return;
+  }
+  if (cqe->res < 0) {
+    Close(local, true);
+    return;
+  }
+  core::OutQueue* q = c.out;
+  q->sending_off += static_cast<uint32_t>(cqe->res);
+  if (q->sending_off < q->sending_len || q->pending_len > 0) {
+    SubmitSend(local);
+    return;
+  }
+  std::free(q->sending);
+  std::free(q->pending);
+  delete q;
+  c.out = nullptr;
+}
+
+void LoadShard::Impl::Close(uint32_t local, bool reconnect) {
+  Client& c = clients_[local];
+  if (c.state == State::kClosing || c.state == State::kDone || c.state == State::kWaiting) return;
+  uint64_t now = core::MonoNanos();
+  if (c.state == State::kOnline) {
+    s_->counters_.online.Add(-1);
+    if (reconnect) c.t_down = now;
+  }
+  if (c.state == State::kOnline || c.state == State::kLoggingIn) s_->counters_.connected.Add(-1);
+  s_->counters_.closes.Inc();
+  c.state = State::kClosing;
+  if (reconnect && Running(now)) {
+    c.flags |= kReconnect;
+  } else {
+    c.flags &= static_cast<uint8_t>(~kReconnect);
+  }
+  if (c.slot >= 0) {
+    // Shutdown ends the outstanding receive and send at once (no per-request cancel lookup), then close.
+    io_uring_sqe* sqe = ring_.Sqe();
+    io_uring_prep_shutdown(sqe, c.slot, SHUT_RDWR);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    sqe->flags |= IOSQE_IO_HARDLINK;
+    io_uring_sqe_set_data64(sqe, 0);
+    sqe = ring_.Sqe();
+    io_uring_prep_close_direct(sqe, static_cast<unsigned>(c.slot));
+    io_uring_sqe_set_data64(sqe, PackUserData(kOpClose, c.gen, local));
+    c.flags |= kCloseInflight;
+  }
+  MaybeFinishClose(local);
+}
+
+void LoadShard::Impl::MaybeFinishClose(uint32_t local) {
+  Client& c = clients_[local];
+  if (c.state != State::kClosing) return;
+  if (c.flags & (kRecvArmed | kSendInflight | kCloseInflight)) return;
+  if (c.out != nullptr) {
+    std::free(c.out->sending);
+    std::free(c.out->pending);
+    delete c.out;
+    c.out = nullptr;
+  }
+  if (c.carry != nullptr) {
+    std::free(c.carry);
+    c.carry = nullptr;
+  }
+  c.slot = -1;
+  if ((c.flags & kReconnect) && !finishing_) {
+    c.flags &= static_cast<uint8_t>(~kReconnect);
+    ScheduleReconnect(local, core::MonoNanos());
+  } else {
+    SetDone(c);
+  }
+}
+
+void LoadShard::Impl::ScheduleReconnect(uint32_t local, uint64_t now) {
+  Client& c = clients_[local];
+  if (!Running(now) || finishing_) {
+    SetDone(c);
+    return;
+  }
+  // Exponential backoff with full jitter: uniform in [0, min(max, initial * multiplier^attempts)].
+  double cap = std::min<double>(cfg_.reconnect_max_ms,
+                                cfg_.reconnect_initial_ms * std::pow(cfg_.reconnect_multiplier, c.attempts));
+  ++c.attempts;
+  uint64_t delay_ns = static_cast<uint64_t>(std::uniform_real_distribution<double>(0, cap)(rng_) * 1e6);
+  if (c.t_down == 0) c.t_down = now;
+  s_->counters_.reconnects.Inc();
+  c.state = State::kWaiting;
+  c.t_connect = now + delay_ns;
+  ArmTimer(local, c.t_connect);
+}
+
+Engine::Engine(EngineConfig config) : config_(std::move(config)) {
+  // The shards exist from the start (idle until Run) so a metrics endpoint may read them at any time.
+  for (uint32_t i = 0; i < config_.shards; ++i) shards_.push_back(std::make_unique<LoadShard>(this, i));
+}
+Engine::~Engine() = default;
+
+absl::Status Engine::Run(uint64_t live_interval_ms) {
+  bool live_line = live_interval_ms > 0;
+  if (config_.targets.empty()) return absl::InvalidArgumentError("no target");
+  start_ns_ = core::MonoNanos() + 50000000ull;
+  end_ns_ = start_ns_ + config_.duration_ms * 1000000ull;
+  for (auto& s : shards_) s->Start();
+  uint64_t last_sent = 0, last_delivered = 0, last_connects = 0;
+  uint64_t next = start_ns_ + live_interval_ms * 1000000ull;
+  bool done = false;
+  while (!done) {
+    usleep(100000);
+    uint64_t now = core::MonoNanos();
+    done = true;
+    for (auto& s : shards_) done = done && s->finished();
+    if (live_line && now >= next) {
+      next += live_interval_ms * 1000000ull;
+      uint64_t connected = 0, online = 0, sent = 0, delivered = 0, errors = 0, reconnects = 0, connects = 0;
+      Histogram e2e;
+      for (auto& s : shards_) {
+        const ShardCounters& c = s->counters();
+        connected += static_cast<uint64_t>(std::max<int64_t>(0, c.connected.Get()));
+        online += static_cast<uint64_t>(std::max<int64_t>(0, c.online.Get()));
+        sent += c.sent.Get();
+        delivered += c.delivered.Get();
+        errors += c.connect_errors.Get() + c.login_failures.Get() + c.protocol_errors.Get();
+        reconnects += c.reconnects.Get();
+        connects += c.connects.Get();
+        s->CopyLive(&e2e);
+      }
+      std::fprintf(stderr,
+                   "t=%5.1fs connected=%lu online=%lu connect/s=%lu msg/s sent=%lu delivered=%lu e2e p50=%.2fms "
+                   "p99=%.2fms errors=%lu reconnects=%lu\n",
+                   static_cast<double>(now - start_ns_) / 1e9, connected, online,
+                   static_cast<unsigned long>(static_cast<double>(connects - last_connects) * 1000.0 / live_interval_ms),
+                   static_cast<unsigned long>(static_cast<double>(sent - last_sent) * 1000.0 / live_interval_ms),
+                   static_cast<unsigned long>(static_cast<double>(delivered - last_delivered) * 1000.0 / live_interval_ms), static_cast<double>(e2e.ValueAtPercentile(50)) / 1e6,
+                   static_cast<double>(e2e.ValueAtPercentile(99)) / 1e6, errors, reconnects);
+      last_sent = sent;
+      last_delivered = delivered;
+      last_connects = connects;
+    }
+  }
+  for (auto& s : shards_) s->Join();
+  for (auto& s : shards_) {
+    if (!s->status().ok()) return s->status();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseTarget(const std::string& text, Destination* out) {
+  std::string host;
+  std::string port;
+  if (!text.empty() && text[0] == '[') {
+    size_t close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return absl::InvalidArgumentError(absl::StrCat("target '", text, "': expected [v6-address]:port"));
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("target '", text, "': expected host:port"));
+    }
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  char* end = nullptr;
+  long p = std::strtol(port.c_str(), &end, 10);
+  if (port.empty() || *end != '\0' || p <= 0 || p > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("target '", text, "': bad port '", port, "'"));
+  }
+  if (host == "localhost") host = "127.0.0.1";
+  std::memset(&out->addr, 0, sizeof(out->addr));
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out->addr);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out->addr);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(p));
+    out->len = sizeof(*v4);
+  } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(p));
+    out->len = sizeof(*v6);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("target '", text, "': '", host, "' is not an IP address"));
+  }
+  out->text = text;
+  return absl::OkStatus();
+}
+
+}  // namespace longlink::loadgen

@@ -1,0 +1,300 @@
+#include "loadgen/report.h"
+
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "metrics/http_endpoint.h"
+
+namespace longlink::loadgen {
+namespace {
+
+Report::Latency Summarize(const std::string& name, const Histogram& h) {
+  Report::Latency l;
+  l.name = name;
+  l.count = h.Count();
+  l.p50 = static_cast<double>(h.ValueAtPercentile(50)) / 1e6;
+  l.p90 = static_cast<double>(h.ValueAtPercentile(90)) / 1e6;
+  l.p99 = static_cast<double>(h.ValueAtPercentile(99)) / 1e6;
+  l.p999 = static_cast<double>(h.ValueAtPercentile(99.9)) / 1e6;
+  l.max = static_cast<double>(h.Max()) / 1e6;
+  return l;
+}
+
+std::string JsonString(absl::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    switch (ch) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(ch) < 0x20) {
+          out += absl::StrFormat("\\u%04x", ch);
+        } else {
+          out += ch;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string JsonNumber(double v) {
+  if (!std::isfinite(v)) return "null";
+  if (v == std::floor(v) && std::fabs(v) < 1e15) return absl::StrFormat("%.0f", v);
+  return absl::StrFormat("%.6g", v);
+}
+
+std::string Machine() {
+  utsname u{};
+  uname(&u);
+  long pages = sysconf(_SC_PHYS_PAGES);
+  long page = sysconf(_SC_PAGESIZE);
+  return absl::StrFormat("%s %s %s, %ld cores, %.1f GiB", u.sysname, u.release, u.machine,
+                         sysconf(_SC_NPROCESSORS_ONLN), static_cast<double>(pages) * page / (1 << 30));
+}
+
+}  // namespace
+
+Report BuildReport(const Engine& engine, const Scenario& scenario) {
+  Report r;
+  LoadShard::Latencies all;
+  uint64_t connects = 0, connect_errors = 0, logins = 0, login_failures = 0, sent = 0, delivered = 0, duplicates = 0,
+           pings = 0, pongs = 0, reconnects = 0, protocol_errors = 0, acked = 0, unclean = 0;
+  std::vector<const LedgerShard*> ledgers;
+  for (const auto& s : engine.shards()) {
+    const ShardCounters& c = s->counters();
+    connects += c.connects.Get();
+    connect_errors += c.connect_errors.Get();
+    logins += c.logins.Get();
+    login_failures += c.login_failures.Get();
+    sent += c.sent.Get();
+    acked += c.acked.Get();
+    delivered += c.delivered.Get();
+    duplicates += c.duplicates.Get();
+    pings += c.pings.Get();
+    pongs += c.pongs.Get();
+    reconnects += c.reconnects.Get();
+    protocol_errors += c.protocol_errors.Get();
+    unclean += c.unclean_closes.Get();
+    const LoadShard::Latencies& l = s->latencies();
+    all.connect.Merge(l.connect);
+    all.login.Merge(l.login);
+    all.heartbeat_rtt.Merge(l.heartbeat_rtt);
+    all.send_ack.Merge(l.send_ack);
+    all.end_to_end.Merge(l.end_to_end);
+    all.reconnect.Merge(l.reconnect);
+    all.lag.Merge(l.lag);
+    ledgers.push_back(&s->ledger());
+  }
+  r.ledger = Merge(std::span<const LedgerShard* const>(ledgers.data(), ledgers.size()));
+  r.elapsed_s = static_cast<double>(engine.end_ns() - engine.start_ns()) / 1e9;
+  r.latencies = {Summarize("connect", all.connect),
+                 Summarize("login", all.login),
+                 Summarize("heartbeat_rtt", all.heartbeat_rtt),
+                 Summarize("send_ack", all.send_ack),
+                 Summarize("end_to_end", all.end_to_end),
+                 Summarize("reconnect", all.reconnect),
+                 Summarize("generator_lag", all.lag)};
+  auto& m = r.metrics;
+  uint64_t attempts = connects + connect_errors;
+  m["connect_attempts"] = static_cast<double>(attempts);
+  m["connect_errors"] = static_cast<double>(connect_errors);
+  m["connect_errors_pct"] = attempts == 0 ? 0 : 100.0 * static_cast<double>(connect_errors) / attempts;
+  m["login_errors"] = static_cast<double>(login_failures);
+  m["login_errors_pct"] = connects == 0 ? 0 : 100.0 * static_cast<double>(login_failures) / connects;
+  m["reconnects"] = static_cast<double>(reconnects);
+  m["sent"] = static_cast<double>(r.ledger.sent);
+  m["delivered"] = static_cast<double>(r.ledger.delivered_unique);
+  m["lost"] = static_cast<double>(r.ledger.lost);
+  m["lost_pct"] =
+      r.ledger.expected_deliveries == 0 ? 0 : 100.0 * static_cast<double>(r.ledger.lost) / r.ledger.expected_deliveries;
+  m["duplicates"] = static_cast<double>(r.ledger.duplicates);
+  m["reordered"] = static_cast<double>(r.ledger.out_of_order);
+  m["send_errors"] = static_cast<double>(r.ledger.inflight);
+  for (const Report::Latency& l : r.latencies) {
+    std::string base = l.name == "heartbeat_rtt"   ? "heartbeat_rtt"
+                       : l.name == "end_to_end"    ? "e2e"
+                       : l.name == "send_ack"      ? "ack"
+                       : l.name == "generator_lag" ? "generator_lag"
+                                                   : l.name;
+    if (l.count == 0) continue;
+    m[base + "_p50_ms"] = l.p50;
+    m[base + "_p99_ms"] = l.p99;
+    m[base + "_p999_ms"] = l.p999;
+    m[base + "_max_ms"] = l.max;
+  }
+  m["heartbeat_failures"] = static_cast<double>(pings - std::min(pings, pongs));
+  m["protocol_errors"] = static_cast<double>(protocol_errors);
+  m["unclean_closes"] = static_cast<double>(unclean);
+  double lag_p99 = static_cast<double>(all.lag.ValueAtPercentile(99)) / 1e6;
+  if (all.lag.Count() > 0 && lag_p99 > 100) {
+    r.valid = false;
+    r.invalid_reason = absl::StrFormat(
+        "the generator ran its timers %.1f ms late at p99 (bound 100 ms): it was saturated, so latencies "
+        "measure the generator, not the server",
+        lag_p99);
+  }
+  for (const Threshold& t : scenario.thresholds) {
+    ThresholdResult tr;
+    tr.text = ThresholdText(t);
+    auto it = m.find(t.metric);
+    tr.measured = it != m.end();
+    tr.observed = tr.measured ? it->second : 0;
+    tr.held = tr.measured && ThresholdHolds(t, tr.observed);
+    r.thresholds.push_back(tr);
+  }
+  return r;
+}
+
+void CollectMetrics(const Engine& engine, std::vector<prometheus::MetricFamily>* out) {
+  struct Item {
+    const char* name;
+    const char* help;
+    uint64_t (*get)(const ShardCounters&);
+  };
+  static const Item kCounters[] = {
+      {"connects_total", "TCP connections established", [](const ShardCounters& c) { return c.connects.Get(); }},
+      {"connect_errors_total", "Connection attempts that failed",
+       [](const ShardCounters& c) { return c.connect_errors.Get(); }},
+      {"logins_total", "Successful logins", [](const ShardCounters& c) { return c.logins.Get(); }},
+      {"login_failures_total", "Logins refused or timed out",
+       [](const ShardCounters& c) { return c.login_failures.Get(); }},
+      {"messages_sent_total", "SEND frames sent", [](const ShardCounters& c) { return c.sent.Get(); }},
+      {"messages_acked_total", "SEND_ACKs received", [](const ShardCounters& c) { return c.acked.Get(); }},
+      {"messages_delivered_total", "PUSHes received (first delivery)",
+       [](const ShardCounters& c) { return c.delivered.Get(); }},
+      {"messages_duplicated_total", "PUSHes of messages already delivered",
+       [](const ShardCounters& c) { return c.duplicates.Get(); }},
+      {"pings_total", "PINGs sent", [](const ShardCounters& c) { return c.pings.Get(); }},
+      {"pongs_total", "PONGs received", [](const ShardCounters& c) { return c.pongs.Get(); }},
+      {"reconnects_total", "Reconnect attempts scheduled", [](const ShardCounters& c) { return c.reconnects.Get(); }},
+      {"protocol_errors_total", "Unexpected or malformed frames",
+       [](const ShardCounters& c) { return c.protocol_errors.Get(); }},
+  };
+  for (const Item& item : kCounters) {
+    auto f = metrics::CounterFamily(std::string("longlink_loadgen_") + item.name, item.help);
+    uint64_t total = 0;
+    for (const auto& s : engine.shards()) total += item.get(s->counters());
+    metrics::AddSample(&f, static_cast<double>(total));
+    out->push_back(std::move(f));
+  }
+  auto connected = metrics::GaugeFamily("longlink_loadgen_connected", "Clients with an open connection");
+  auto online = metrics::GaugeFamily("longlink_loadgen_online", "Clients logged in");
+  int64_t c = 0, o = 0;
+  for (const auto& s : engine.shards()) {
+    c += s->counters().connected.Get();
+    o += s->counters().online.Get();
+  }
+  metrics::AddSample(&connected, static_cast<double>(c));
+  metrics::AddSample(&online, static_cast<double>(o));
+  out->push_back(std::move(connected));
+  out->push_back(std::move(online));
+}
+
+int ReportExitCode(const Report& r) {
+  if (!r.valid) return kExitSaturated;
+  for (const ThresholdResult& t : r.thresholds) {
+    if (!t.held) return kExitThresholdsViolated;
+  }
+  return kExitOk;
+}
+
+std::string RenderText(const Report& r, const Scenario& s) {
+  std::ostringstream o;
+  const LedgerTotals& l = r.ledger;
+  o << "longlink-loadgen report\n";
+  o << absl::StrFormat("  scenario      %s: %d clients, %d shards, %.0f connects/s, %.1f s, %.3g msg/s per client\n",
+                       s.name.empty() ? "(flags)" : s.name, s.clients, s.shards, s.connect_rate, r.elapsed_s,
+                       s.messaging.rate_per_client);
+  o << "  machine       " << Machine() << "\n";
+  auto& m = r.metrics;
+  o << absl::StrFormat(
+      "  connections   %.0f attempts, %.0f errors, %.0f login errors, %.0f reconnects, %.0f protocol errors, "
+      "%.0f closes unfinished at the end\n",
+      m.at("connect_attempts"), m.at("connect_errors"), m.at("login_errors"), m.at("reconnects"),
+      m.at("protocol_errors"), m.at("unclean_closes"));
+  o << absl::StrFormat(
+      "  messages      %d sent, %d acked, %d expected deliveries, %d delivered, %d lost, %d duplicates, "
+      "%d out of order, %d unacked at the end\n",
+      l.sent, l.acked, l.expected_deliveries, l.delivered_unique, l.lost, l.duplicates, l.out_of_order, l.inflight);
+  if (r.elapsed_s > 0) {
+    o << absl::StrFormat("  throughput    %.0f msg/s sent, %.0f msg/s delivered\n",
+                         static_cast<double>(l.sent) / r.elapsed_s,
+                         static_cast<double>(l.delivered_unique) / r.elapsed_s);
+  }
+  o << "  latency (ms)          count       p50       p90       p99     p99.9       max\n";
+  for (const Report::Latency& lat : r.latencies) {
+    o << absl::StrFormat("  %-16s %10d %9.2f %9.2f %9.2f %9.2f %9.2f\n", lat.name, lat.count, lat.p50, lat.p90, lat.p99,
+                         lat.p999, lat.max);
+  }
+  for (const ThresholdResult& t : r.thresholds) {
+    o << absl::StrFormat("  threshold     %-28s %s (observed %s)\n", t.text,
+                         !t.measured ? "NOT MEASURED"
+                         : t.held    ? "ok"
+                                     : "VIOLATED",
+                         t.measured ? absl::StrFormat("%.3f", t.observed) : "-");
+  }
+  if (!r.valid) o << "  RUN INVALID   " << r.invalid_reason << "\n";
+  o << "  result        "
+    << (ReportExitCode(r) == kExitOk          ? "ok"
+        : ReportExitCode(r) == kExitSaturated ? "invalid"
+                                              : "thresholds violated")
+    << "\n";
+  return o.str();
+}
+
+std::string RenderJson(const Report& r, const Scenario& s) {
+  std::ostringstream o;
+  o << "{\n  \"scenario\": " << JsonString(ScenarioToYaml(s, /*redact_secret=*/true)) << ",\n";
+  o << "  \"machine\": " << JsonString(Machine()) << ",\n";
+  o << "  \"elapsed_seconds\": " << JsonNumber(r.elapsed_s) << ",\n";
+  o << "  \"valid\": " << (r.valid ? "true" : "false") << ",\n";
+  o << "  \"invalid_reason\": " << JsonString(r.invalid_reason) << ",\n";
+  o << "  \"exit_code\": " << ReportExitCode(r) << ",\n";
+  const LedgerTotals& l = r.ledger;
+  o << "  \"ledger\": {\"sent\": " << l.sent << ", \"acked\": " << l.acked << ", \"inflight\": " << l.inflight
+    << ", \"expected_deliveries\": " << l.expected_deliveries << ", \"delivered_unique\": " << l.delivered_unique
+    << ", \"duplicates\": " << l.duplicates << ", \"out_of_order\": " << l.out_of_order << ", \"lost\": " << l.lost
+    << ", \"delivered_unacked\": " << l.delivered_unacked
+    << ", \"delivered_to_non_recipient\": " << l.delivered_to_non_recipient << "},\n";
+  o << "  \"latency_ms\": {";
+  for (size_t i = 0; i < r.latencies.size(); ++i) {
+    const Report::Latency& lat = r.latencies[i];
+    o << (i ? ", " : "") << JsonString(lat.name) << ": {\"count\": " << lat.count
+      << ", \"p50\": " << JsonNumber(lat.p50) << ", \"p90\": " << JsonNumber(lat.p90)
+      << ", \"p99\": " << JsonNumber(lat.p99) << ", \"p999\": " << JsonNumber(lat.p999)
+      << ", \"max\": " << JsonNumber(lat.max) << "}";
+  }
+  o << "},\n  \"metrics\": {";
+  bool first = true;
+  for (const auto& [k, v] : r.metrics) {
+    o << (first ? "" : ", ") << JsonString(k) << ": " << JsonNumber(v);
+    first = false;
+  }
+  o << "},\n  \"thresholds\": [";
+  for (size_t i = 0; i < r.thresholds.size(); ++i) {
+    const ThresholdResult& t = r.thresholds[i];
+    o << (i ? ", " : "") << "{\"threshold\": " << JsonString(t.text)
+      << ", \"measured\": " << (t.measured ? "true" : "false") << ", \"observed\": " << JsonNumber(t.observed)
+      << ", \"held\": " << (t.held ? "true" : "false") << "}";
+  }
+  o << "]\n}\n";
+  return o.str();
+}
+
+}  // namespace longlink::loadgen
