@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 
 namespace longlink::core {
 
@@ -40,6 +41,47 @@ struct OutQueue {
   uint8_t* pending = nullptr;
 
   uint32_t bytes() const { return sending_len - sending_off + pending_len; }
+
+  // Appends to the pending buffer, growing it by doubling (at least 256 bytes).
+  void Append(const uint8_t* data, uint32_t n) {
+    if (pending_len + n > pending_cap) {
+      uint32_t cap = pending_len + n;
+      if (cap < 256) cap = 256;
+      if (cap < pending_cap * 2) cap = pending_cap * 2;
+      pending = static_cast<uint8_t*>(std::realloc(pending, cap));
+      pending_cap = cap;
+    }
+    std::memcpy(pending + pending_len, data, n);
+    pending_len += n;
+  }
+  // Makes `sending` hold what goes out next; false if nothing is waiting. A drained sending buffer
+  // becomes the next pending one, so a busy connection keeps reusing two buffers.
+  bool Ready() {
+    if (sending_off < sending_len) return true;
+    if (pending_len == 0) return false;
+    uint8_t* b = sending;
+    sending = pending;
+    pending = b;
+    uint32_t c = sending_cap;
+    sending_cap = pending_cap;
+    pending_cap = c;
+    sending_len = pending_len;
+    sending_off = 0;
+    pending_len = 0;
+    return true;
+  }
+  const uint8_t* send_data() const { return sending + sending_off; }
+  uint32_t send_len() const { return sending_len - sending_off; }
+  // Records n bytes written; true when nothing at all is left to send.
+  bool Sent(uint32_t n) {
+    sending_off += n;
+    return sending_off >= sending_len && pending_len == 0;
+  }
+  static void Free(OutQueue* q) {
+    std::free(q->sending);
+    std::free(q->pending);
+    delete q;
+  }
 };
 
 }  // namespace longlink::core

@@ -14,6 +14,7 @@
 #endif
 
 #include "core/clock.h"
+#include "core/frame_stream.h"
 #include "core/status.h"
 #include "core/user_data.h"
 #include "gateway/auth/token.h"
@@ -378,82 +379,31 @@ void Shard::OnRecv(uint32_t id, const io_uring_cqe* cqe) {
 }
 
 void Shard::Consume(uint32_t id, const uint8_t* data, uint32_t len) {
-  while (len > 0) {
-    Conn& c = conns_[id];
-    if (c.state != ConnState::kAwaitLogin && c.state != ConnState::kActive) return;
-    if (c.flags & kCloseAfterFlush) return;
-    if (c.carry != nullptr) {
-      // Complete the partial frame from the new bytes.
-      Carry* k = c.carry;
-      proto::Header h;
-      if (k->len < proto::kHeaderSize) {
-        uint32_t take = std::min<uint32_t>(len, static_cast<uint32_t>(proto::kHeaderSize) - k->len);
-        std::memcpy(k->data + k->len, data, take);
-        k->len += take;
-        data += take;
-        len -= take;
-        if (k->len < proto::kHeaderSize) return;
-      }
-      proto::FrameStatus st = proto::PeekFrame({k->data, k->len}, cfg_.max_frame_bytes, &h);
-      if (st == proto::FrameStatus::kTooLarge) {
-        Close(id, CloseReason::k_frame_too_large);
-        return;
-      }
-      if (st != proto::FrameStatus::kOk && st != proto::FrameStatus::kNeedMore) {
-        Close(id, CloseReason::k_bad_frame);
-        return;
-      }
-      if (k->len < h.length) {
-        k = c.carry = Carry::Reserve(k, h.length);
-        uint32_t take = std::min<uint32_t>(len, h.length - k->len);
-        std::memcpy(k->data + k->len, data, take);
-        k->len += take;
-        data += take;
-        len -= take;
-        if (k->len < h.length) return;
-      }
-      // The carry holds exactly one frame now. Detach it first: handling may close or move the connection.
-      c.carry = nullptr;
-      bool go_on = HandleFrame(id, h, {k->data + proto::kHeaderSize, h.length - proto::kHeaderSize});
-      std::free(k);
-      if (!go_on) {
-        if (len > 0 && conns_[id].state == ConnState::kMigrating) {
-          Carry* rest = Carry::New(len);
-          std::memcpy(rest->data, data, len);
-          rest->len = len;
-          conns_[id].carry = rest;
-        }
-        return;
-      }
-      continue;
-    }
-    proto::Header h;
-    proto::FrameStatus st = proto::PeekFrame({data, len}, cfg_.max_frame_bytes, &h);
-    if (st == proto::FrameStatus::kOk) {
-      bool go_on = HandleFrame(id, h, {data + proto::kHeaderSize, h.length - proto::kHeaderSize});
-      data += h.length;
-      len -= h.length;
-      if (!go_on) {
-        if (len > 0 && conns_[id].state == ConnState::kMigrating) {
-          Carry* rest = Carry::New(len);
-          std::memcpy(rest->data, data, len);
-          rest->len = len;
-          conns_[id].carry = rest;
-        }
-        return;
-      }
-      continue;
-    }
-    if (st == proto::FrameStatus::kNeedMore) {
-      uint32_t want = len >= proto::kHeaderSize ? h.length : static_cast<uint32_t>(proto::kHeaderSize);
-      Carry* k = Carry::New(std::max<uint32_t>(want, len));
-      std::memcpy(k->data, data, len);
-      k->len = len;
-      c.carry = k;
+  Conn& c = conns_[id];
+  if (c.state != ConnState::kAwaitLogin && c.state != ConnState::kActive) return;
+  if (c.flags & kCloseAfterFlush) return;
+  std::span<const uint8_t> rest;
+  core::SplitResult r = core::SplitFrames(
+      &c.carry, data, len, cfg_.max_frame_bytes,
+      [&](const proto::Header& h, std::span<const uint8_t> body) { return HandleFrame(id, h, body); }, &rest);
+  switch (r) {
+    case core::SplitResult::kDone:
       return;
-    }
-    Close(id, st == proto::FrameStatus::kTooLarge ? CloseReason::k_frame_too_large : CloseReason::k_bad_frame);
-    return;
+    case core::SplitResult::kStopped:
+      // Bytes that followed LOGIN travel with a connection that moves to its owner shard.
+      if (!rest.empty() && conns_[id].state == ConnState::kMigrating) {
+        Carry* k = Carry::New(static_cast<uint32_t>(rest.size()));
+        std::memcpy(k->data, rest.data(), rest.size());
+        k->len = static_cast<uint32_t>(rest.size());
+        conns_[id].carry = k;
+      }
+      return;
+    case core::SplitResult::kTooLarge:
+      Close(id, CloseReason::k_frame_too_large);
+      return;
+    case core::SplitResult::kBadFrame:
+      Close(id, CloseReason::k_bad_frame);
+      return;
   }
 }
 
@@ -733,13 +683,7 @@ bool Shard::Enqueue(uint32_t id, std::span<const uint8_t> bytes) {
     Close(id, CloseReason::k_slow_consumer);
     return false;
   }
-  if (q->pending_len + n > q->pending_cap) {
-    uint32_t cap = std::max<uint32_t>(q->pending_len + n, std::max<uint32_t>(256, q->pending_cap * 2));
-    q->pending = static_cast<uint8_t*>(std::realloc(q->pending, cap));
-    q->pending_cap = cap;
-  }
-  std::memcpy(q->pending + q->pending_len, bytes.data(), n);
-  q->pending_len += n;
+  q->Append(bytes.data(), n);
   stats_.pending_send_bytes.Add(n);
   if (n > 5) {
     uint8_t op = bytes[5];
@@ -767,18 +711,9 @@ void Shard::SubmitSend(uint32_t id) {
   Conn& c = conns_[id];
   OutQueue* q = c.out;
   if (q == nullptr) return;
-  if (q->sending_off >= q->sending_len) {
-    if (q->pending_len == 0) return;
-    // The drained sending buffer becomes the next pending one, so a busy connection reuses two buffers.
-    std::swap(q->sending, q->pending);
-    std::swap(q->sending_cap, q->pending_cap);
-    q->sending_len = q->pending_len;
-    q->sending_off = 0;
-    q->pending_len = 0;
-  }
+  if (!q->Ready()) return;
   io_uring_sqe* sqe = ring_.Sqe();
-  io_uring_prep_send(sqe, static_cast<int>(c.file_slot), q->sending + q->sending_off, q->sending_len - q->sending_off,
-                     MSG_NOSIGNAL);
+  io_uring_prep_send(sqe, static_cast<int>(c.file_slot), q->send_data(), q->send_len(), MSG_NOSIGNAL);
   sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(sqe, PackUserData(kOpSend, c.gen, id));
   c.flags |= kSendInflight;
@@ -800,15 +735,12 @@ void Shard::OnSend(uint32_t id, const io_uring_cqe* cqe) {
   uint32_t sent = static_cast<uint32_t>(cqe->res);
   stats_.sent_bytes_total.Inc(sent);
   stats_.pending_send_bytes.Add(-static_cast<int64_t>(sent));
-  q->sending_off += sent;
-  if (q->sending_off < q->sending_len || q->pending_len > 0) {
+  if (!q->Sent(sent)) {
     SubmitSend(id);
     return;
   }
   wheel_.Cancel(TimerId(id, kTimerWrite));
-  std::free(q->sending);
-  std::free(q->pending);
-  delete q;
+  core::OutQueue::Free(q);
   c.out = nullptr;
   if (c.flags & kCloseAfterFlush) Close(id, c.reason);
 }
@@ -885,9 +817,7 @@ void Shard::MaybeFree(uint32_t id) {
   if (c.flags & (kRecvArmed | kSendInflight | kCloseInflight)) return;
   if (c.out != nullptr) {
     stats_.pending_send_bytes.Add(-static_cast<int64_t>(c.out->bytes()));
-    std::free(c.out->sending);
-    std::free(c.out->pending);
-    delete c.out;
+    core::OutQueue::Free(c.out);
     c.out = nullptr;
   }
   if (c.carry != nullptr) {

@@ -16,6 +16,7 @@
 #include "core/buf_ring.h"
 #include "core/bytes.h"
 #include "core/clock.h"
+#include "core/frame_stream.h"
 #include "core/ring.h"
 #include "core/status.h"
 #include "core/timer_wheel.h"
@@ -400,59 +401,19 @@ void LoadShard::Impl::OnRecv(uint32_t local, const io_uring_cqe* cqe) {
 }
 
 void LoadShard::Impl::Consume(uint32_t local, const uint8_t* data, uint32_t len) {
-  while (len > 0) {
-    Client& c = clients_[local];
-    if (c.state != State::kLoggingIn && c.state != State::kOnline) return;
-    if (c.carry != nullptr) {
-      core::Carry* k = c.carry;
-      proto::Header h;
-      if (k->len < proto::kHeaderSize) {
-        uint32_t take = std::min<uint32_t>(len, static_cast<uint32_t>(proto::kHeaderSize) - k->len);
-        std::memcpy(k->data + k->len, data, take);
-        k->len += take;
-        data += take;
-        len -= take;
-        if (k->len < proto::kHeaderSize) return;
-      }
-      proto::FrameStatus st = proto::PeekFrame({k->data, k->len}, 16 << 20, &h);
-      if (st != proto::FrameStatus::kOk && st != proto::FrameStatus::kNeedMore) {
-        s_->counters_.protocol_errors.Inc();
-        Close(local, true);
-        return;
-      }
-      if (k->len < h.length) {
-        k = c.carry = core::Carry::Reserve(k, h.length);
-        uint32_t take = std::min<uint32_t>(len, h.length - k->len);
-        std::memcpy(k->data + k->len, data, take);
-        k->len += take;
-        data += take;
-        len -= take;
-        if (k->len < h.length) return;
-      }
-      c.carry = nullptr;
-      HandleFrame(local, h, {k->data + proto::kHeaderSize, h.length - proto::kHeaderSize});
-      std::free(k);
-      continue;
-    }
-    proto::Header h;
-    proto::FrameStatus st = proto::PeekFrame({data, len}, 16 << 20, &h);
-    if (st == proto::FrameStatus::kOk) {
-      HandleFrame(local, h, {data + proto::kHeaderSize, h.length - proto::kHeaderSize});
-      data += h.length;
-      len -= h.length;
-      continue;
-    }
-    if (st == proto::FrameStatus::kNeedMore) {
-      uint32_t want = len >= proto::kHeaderSize ? h.length : static_cast<uint32_t>(proto::kHeaderSize);
-      core::Carry* k = core::Carry::New(std::max(want, len));
-      std::memcpy(k->data, data, len);
-      k->len = len;
-      c.carry = k;
-      return;
-    }
+  Client& c = clients_[local];
+  std::span<const uint8_t> rest;
+  core::SplitResult r = core::SplitFrames(
+      &c.carry, data, len, 16u << 20,
+      [&](const proto::Header& h, std::span<const uint8_t> body) {
+        HandleFrame(local, h, body);
+        State st = clients_[local].state;
+        return st == State::kLoggingIn || st == State::kOnline;
+      },
+      &rest);
+  if (r == core::SplitResult::kTooLarge || r == core::SplitResult::kBadFrame) {
     s_->counters_.protocol_errors.Inc();
     Close(local, true);
-    return;
   }
 }
 
@@ -602,14 +563,7 @@ void LoadShard::Impl::Queue(uint32_t local, uint32_t request_id, const Body& bod
   if (n == 0) return;
   core::OutQueue* q = c.out;
   if (q == nullptr) q = c.out = new core::OutQueue();
-  if (q->pending_len + n > q->pending_cap) {
-    uint32_t cap =
-        std::max<uint32_t>(q->pending_len + static_cast<uint32_t>(n), std::max<uint32_t>(128, q->pending_cap * 2));
-    q->pending = static_cast<uint8_t*>(std::realloc(q->pending, cap));
-    q->pending_cap = cap;
-  }
-  std::memcpy(q->pending + q->pending_len, scratch_.data(), n);
-  q->pending_len += static_cast<uint32_t>(n);
+  q->Append(scratch_.data(), static_cast<uint32_t>(n));
   if (!(c.flags & kDirty)) {
     c.flags |= kDirty;
     dirty_.push_back(local);
@@ -629,16 +583,9 @@ void LoadShard::Impl::SubmitSend(uint32_t local) {
   Client& c = clients_[local];
   core::OutQueue* q = c.out;
   if (q == nullptr) return;
-  if (q->sending_off >= q->sending_len) {
-    if (q->pending_len == 0) return;
-    std::swap(q->sending, q->pending);
-    std::swap(q->sending_cap, q->pending_cap);
-    q->sending_len = q->pending_len;
-    q->sending_off = 0;
-    q->pending_len = 0;
-  }
+  if (!q->Ready()) return;
   io_uring_sqe* sqe = ring_.Sqe();
-  io_uring_prep_send(sqe, c.slot, q->sending + q->sending_off, q->sending_len - q->sending_off, MSG_NOSIGNAL);
+  io_uring_prep_send(sqe, c.slot, q->send_data(), q->send_len(), MSG_NOSIGNAL);
   sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(sqe, PackUserData(kOpSend, c.gen, local));
   c.flags |= kSendInflight;
@@ -656,14 +603,11 @@ void LoadShard::Impl::OnSend(uint32_t local, const io_uring_cqe* cqe) {
     return;
   }
   core::OutQueue* q = c.out;
-  q->sending_off += static_cast<uint32_t>(cqe->res);
-  if (q->sending_off < q->sending_len || q->pending_len > 0) {
+  if (!q->Sent(static_cast<uint32_t>(cqe->res))) {
     SubmitSend(local);
     return;
   }
-  std::free(q->sending);
-  std::free(q->pending);
-  delete q;
+  core::OutQueue::Free(q);
   c.out = nullptr;
 }
 
@@ -703,9 +647,7 @@ void LoadShard::Impl::MaybeFinishClose(uint32_t local) {
   if (c.state != State::kClosing) return;
   if (c.flags & (kRecvArmed | kSendInflight | kCloseInflight)) return;
   if (c.out != nullptr) {
-    std::free(c.out->sending);
-    std::free(c.out->pending);
-    delete c.out;
+    core::OutQueue::Free(c.out);
     c.out = nullptr;
   }
   if (c.carry != nullptr) {
