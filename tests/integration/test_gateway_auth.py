@@ -22,7 +22,9 @@ class TokenAuthTest(GatewayTestCase):
         self.assertDelta(before, "longlink_gateway_login_failures_total", 0)
 
     def check_rejected(self, user, device, token, why):
-        bystander = self.login(5100, 1, token=ll.mint_token(SECRET, 5100, 1))
+        # A bystander of its own per check: reusing one user and device would kick the previous one.
+        bystander_user = 5100 + len(self.clients)
+        bystander = self.login(bystander_user, 1, token=ll.mint_token(SECRET, bystander_user, 1))
         before = self.snapshot()
         c = self.connect()
         c.send_raw(ll.frame(ll.LOGIN, ll.login_body(user, device, token), request_id=0x5151))
