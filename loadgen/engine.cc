@@ -40,6 +40,7 @@ enum Flags : uint8_t { kRecvArmed = 1, kSendInflight = 2, kDirty = 4, kCloseInfl
 
 constexpr uint64_t kTickNs = 1000000;  // 1 ms timer ticks
 constexpr uint32_t kInitialBuffers = 64;
+constexpr uint64_t kSocketUringOpSetsockopt = 3;  // SOCKET_URING_OP_SETSOCKOPT (kernel 6.7)
 // How long closing every connection may take at the end: 5 s, plus 20 us per client of the run (closing a
 // million loopback connections on two cores took about 10 s).
 constexpr uint64_t kCloseBoundBaseNs = 5000000000ull;
@@ -96,7 +97,8 @@ class LoadShard::Impl {
   void Drive(uint32_t local, uint64_t now);
   void ArmTimer(uint32_t local, uint64_t at_ns) { wheel_.Arm(local, NsToTick(at_ns)); }
   void ScheduleReconnect(uint32_t local, uint64_t now);
-  void Close(uint32_t local, bool reconnect);
+  void Close(uint32_t local, bool reconnect, bool reset = false);
+  void RunStorms(uint64_t now);
   void MaybeFinishClose(uint32_t local);
   template <class Body>
   void Queue(uint32_t local, uint32_t request_id, const Body& body);
@@ -120,6 +122,7 @@ class LoadShard::Impl {
   std::vector<uint8_t> payload_;
   uint64_t next_live_ = 0;
   bool finishing_ = false;
+  size_t next_storm_ = 0;
   size_t done_ = 0;  // clients in State::kDone
   void SetDone(Client& c) {
     if (c.state != State::kDone) ++done_;
@@ -196,6 +199,9 @@ void LoadShard::Impl::Loop() {
     uint64_t now = core::MonoNanos();
     if (!finishing_ && (now >= grace_end || e_->stop().load(std::memory_order_relaxed))) {
       finishing_ = true;
+      for (const Client& c : clients_) {
+        if (c.state == State::kOnline) s_->counters_.online_at_end.Inc();
+      }
       for (uint32_t i = 0; i < clients_.size(); ++i) {
         if (clients_[i].state == State::kWaiting) SetDone(clients_[i]);
         wheel_.Cancel(i);
@@ -224,6 +230,7 @@ void LoadShard::Impl::Loop() {
     }
     io_uring_cq_advance(ring_.raw(), seen);
     wheel_.Advance(core::MonoNanos() / kTickNs, [this](uint32_t local) { OnTimer(local); });
+    RunStorms(core::MonoNanos());
     bufs_.Commit();
     Flush();
     now = core::MonoNanos();
@@ -614,7 +621,7 @@ void LoadShard::Impl::OnSend(uint32_t local, const io_uring_cqe* cqe) {
   c.out = nullptr;
 }
 
-void LoadShard::Impl::Close(uint32_t local, bool reconnect) {
+void LoadShard::Impl::Close(uint32_t local, bool reconnect, bool reset) {
   Client& c = clients_[local];
   if (c.state == State::kClosing || c.state == State::kDone || c.state == State::kWaiting) return;
   uint64_t now = core::MonoNanos();
@@ -630,7 +637,36 @@ void LoadShard::Impl::Close(uint32_t local, bool reconnect) {
   } else {
     c.flags &= static_cast<uint8_t>(~kReconnect);
   }
-  if (c.slot >= 0) {
+  if (c.slot >= 0 && reset) {
+    // An abrupt drop: SO_LINGER {1, 0} makes the close send RST. setsockopt on a direct descriptor is an
+    // IORING_OP_URING_CMD (kernel 6.7), prepared by hand as liburing 2.3 has no helper; the receive is
+    // cancelled by its user_data (not shutdown, which would send FIN first).
+    static const linger kAbort = {1, 0};
+    io_uring_sqe* sqe = ring_.Sqe();
+    io_uring_prep_rw(IORING_OP_URING_CMD, sqe, c.slot, nullptr, 0, 0);
+    sqe->off = kSocketUringOpSetsockopt;  // cmd_op
+    sqe->addr = (static_cast<uint64_t>(SO_LINGER) << 32) | SOL_SOCKET;  // level, optname
+    sqe->file_index = sizeof(kAbort);  // optlen
+    sqe->addr3 = reinterpret_cast<uint64_t>(&kAbort);  // optval
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_HARDLINK;
+    io_uring_sqe_set_data64(sqe, 0);
+    if (c.flags & kRecvArmed) {
+      sqe = ring_.Sqe();
+      io_uring_prep_cancel64(sqe, PackUserData(kOpRecv, c.gen, local), 0);
+      sqe->flags |= IOSQE_IO_HARDLINK;
+      io_uring_sqe_set_data64(sqe, 0);
+    }
+    if (c.flags & kSendInflight) {
+      sqe = ring_.Sqe();
+      io_uring_prep_cancel64(sqe, PackUserData(kOpSend, c.gen, local), 0);
+      sqe->flags |= IOSQE_IO_HARDLINK;
+      io_uring_sqe_set_data64(sqe, 0);
+    }
+    sqe = ring_.Sqe();
+    io_uring_prep_close_direct(sqe, static_cast<unsigned>(c.slot));
+    io_uring_sqe_set_data64(sqe, PackUserData(kOpClose, c.gen, local));
+    c.flags |= kCloseInflight;
+  } else if (c.slot >= 0) {
     // Shutdown ends the outstanding receive and send at once (no per-request cancel lookup), then close.
     io_uring_sqe* sqe = ring_.Sqe();
     io_uring_prep_shutdown(sqe, c.slot, SHUT_RDWR);
@@ -643,6 +679,24 @@ void LoadShard::Impl::Close(uint32_t local, bool reconnect) {
     c.flags |= kCloseInflight;
   }
   MaybeFinishClose(local);
+}
+
+void LoadShard::Impl::RunStorms(uint64_t now) {
+  while (next_storm_ < cfg_.storms.size() &&
+         now >= e_->start_ns() + cfg_.storms[next_storm_].at_ms * 1000000ull) {
+    const StormEvent& storm = cfg_.storms[next_storm_++];
+    if (!Running(now)) continue;
+    // The cohort is chosen by a hash of the client index, so it is the same clients whatever the shard count.
+    uint64_t bound = static_cast<uint64_t>(storm.fraction * 10000.0);
+    for (uint32_t local = 0; local < clients_.size(); ++local) {
+      Client& c = clients_[local];
+      if (c.state != State::kOnline) continue;
+      uint64_t h = (c.index + 1) * 0x9e3779b97f4a7c15ull;
+      if ((h >> 32) % 10000 >= bound) continue;
+      s_->counters_.storm_drops.Inc();
+      Close(local, true, storm.reset);
+    }
+  }
 }
 
 void LoadShard::Impl::MaybeFinishClose(uint32_t local) {

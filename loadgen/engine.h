@@ -31,6 +31,14 @@ struct Destination {
   std::string text;  // host:port as given
 };
 
+// At `at_ms` into the run, a cohort of `fraction` of the clients loses its connections at once (with a
+// FIN, or an RST when `reset`), and reconnects with backoff.
+struct StormEvent {
+  uint64_t at_ms = 0;
+  double fraction = 0;
+  bool reset = false;
+};
+
 // What the engine runs; built from a Scenario.
 struct EngineConfig {
   std::vector<Destination> targets;
@@ -53,12 +61,13 @@ struct EngineConfig {
   bool sync_on_reconnect = true;
   uint64_t seed = 1;
   uint32_t max_lag_ms = 100;  // generator lag (p99) beyond which the run is invalid
+  std::vector<StormEvent> storms;
 };
 
 // Counters a shard bumps (relaxed stores only) and the reporter reads.
 struct ShardCounters {
   metrics::Counter connects, connect_errors, logins, login_failures, sent, acked, delivered, duplicates, pings, pongs,
-      reconnects, closes, protocol_errors, push_acks, syncs, unclean_closes;
+      reconnects, closes, protocol_errors, push_acks, syncs, unclean_closes, storm_drops, online_at_end;
   metrics::Gauge connected, online;
 };
 

@@ -36,9 +36,12 @@ absl::Status Unsupported(const ll::Scenario& s) {
     }
   }
   for (const ll::Phase& p : s.phases) {
-    if (p.kind != ll::PhaseKind::kRamp && p.kind != ll::PhaseKind::kHold) {
-      return absl::UnimplementedError(std::string("phases: only ramp and hold are implemented yet, not ") +
+    if (p.kind != ll::PhaseKind::kRamp && p.kind != ll::PhaseKind::kHold && p.kind != ll::PhaseKind::kStorm) {
+      return absl::UnimplementedError(std::string("phases: only ramp, hold and storm are implemented yet, not ") +
                                       std::string(ll::PhaseKindName(p.kind)));
+    }
+    if (p.kind == ll::PhaseKind::kStorm && p.drop == ll::DropMode::kLogout) {
+      return absl::UnimplementedError("phases: storm with drop: logout is not implemented yet (close or reset)");
     }
   }
   if (s.messaging.targets == ll::TargetSelection::kGroups)
@@ -70,6 +73,14 @@ absl::StatusOr<ll::EngineConfig> ToEngineConfig(const ll::Scenario& s) {
     }
   }
   c.duration_ms = static_cast<uint64_t>(absl::ToInt64Milliseconds(s.duration));
+  absl::Duration at = absl::ZeroDuration();
+  for (const ll::Phase& p : s.phases) {
+    if (p.kind == ll::PhaseKind::kStorm) {
+      c.storms.push_back(ll::StormEvent{static_cast<uint64_t>(absl::ToInt64Milliseconds(at)), p.percent / 100.0,
+                                        p.drop == ll::DropMode::kReset});
+    }
+    at += p.duration;
+  }
   c.msg_rate_per_client = s.messaging.rate_per_client;
   if (s.messaging.total_rate > 0 && s.clients > 0) c.msg_rate_per_client = s.messaging.total_rate / s.clients;
   c.payload_bytes = std::max<uint32_t>(8, s.messaging.payload.distribution == ll::PayloadDistribution::kFixed

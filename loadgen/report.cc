@@ -74,7 +74,8 @@ Report BuildReport(const Engine& engine, const Scenario& scenario) {
   Report r;
   LoadShard::Latencies all;
   uint64_t connects = 0, connect_errors = 0, logins = 0, login_failures = 0, sent = 0, delivered = 0, duplicates = 0,
-           pings = 0, pongs = 0, reconnects = 0, protocol_errors = 0, acked = 0, unclean = 0;
+           pings = 0, pongs = 0, reconnects = 0, protocol_errors = 0, acked = 0, unclean = 0,
+           storm_drops = 0, online_at_end = 0;
   std::vector<const LedgerShard*> ledgers;
   for (const auto& s : engine.shards()) {
     const ShardCounters& c = s->counters();
@@ -91,6 +92,8 @@ Report BuildReport(const Engine& engine, const Scenario& scenario) {
     reconnects += c.reconnects.Get();
     protocol_errors += c.protocol_errors.Get();
     unclean += c.unclean_closes.Get();
+    storm_drops += c.storm_drops.Get();
+    online_at_end += c.online_at_end.Get();
     const LoadShard::Latencies& l = s->latencies();
     all.connect.Merge(l.connect);
     all.login.Merge(l.login);
@@ -141,6 +144,8 @@ Report BuildReport(const Engine& engine, const Scenario& scenario) {
   m["heartbeat_failures"] = static_cast<double>(pings - std::min(pings, pongs));
   m["protocol_errors"] = static_cast<double>(protocol_errors);
   m["unclean_closes"] = static_cast<double>(unclean);
+  m["storm_drops"] = static_cast<double>(storm_drops);
+  m["online_at_end"] = static_cast<double>(online_at_end);
   double lag_p99 = static_cast<double>(all.lag.ValueAtPercentile(99)) / 1e6;
   if (all.lag.Count() > 0 && lag_p99 > 100) {
     r.valid = false;
@@ -225,9 +230,9 @@ std::string RenderText(const Report& r, const Scenario& s) {
   auto& m = r.metrics;
   o << absl::StrFormat(
       "  connections   %.0f attempts, %.0f errors, %.0f login errors, %.0f reconnects, %.0f protocol errors, "
-      "%.0f closes unfinished at the end\n",
+      "%.0f closes unfinished at the end; %.0f dropped by storms; %.0f online at the end of the run\n",
       m.at("connect_attempts"), m.at("connect_errors"), m.at("login_errors"), m.at("reconnects"),
-      m.at("protocol_errors"), m.at("unclean_closes"));
+      m.at("protocol_errors"), m.at("unclean_closes"), m.at("storm_drops"), m.at("online_at_end"));
   o << absl::StrFormat(
       "  messages      %d sent, %d acked, %d expected deliveries, %d delivered, %d lost, %d duplicates, "
       "%d out of order, %d unacked at the end\n",

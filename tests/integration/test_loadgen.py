@@ -43,6 +43,37 @@ output:
 """
 
 
+STORM = """
+name: storm-it
+target:
+  addresses: [127.0.0.1:{port}]
+clients: 400
+connect_rate: 1000
+duration: 6s
+phases:
+  - kind: ramp
+    duration: 1s
+  - kind: hold
+    duration: 1s
+  - kind: storm
+    percent: 50
+    drop: reset
+    duration: 3s
+  - kind: hold
+    duration: 1s
+messaging:
+  rate_per_client: 1
+  targets: self
+reconnect:
+  initial: 100ms
+  max: 1s
+  multiplier: 2
+thresholds:
+  - lost == 0
+  - reconnect_p99_ms < 3000
+"""
+
+
 class LoadgenTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -86,6 +117,29 @@ class LoadgenTest(unittest.TestCase):
                                               "held": True}])
         self.assertIn("clients: 300", rep["scenario"])
         self.assertGreaterEqual(self.gw.metric("longlink_gateway_logins_total") - before_logins, 300)
+
+    def test_storm_fully_reconnects(self):
+        path = os.path.join(self.tmp.name, "storm.yaml")
+        with open(path, "w") as f:
+            f.write(STORM.format(port=self.gw.port))
+        before_resets = self.gw.metric("longlink_gateway_closes_total", reason="read_error")
+        report = os.path.join(self.tmp.name, "storm.json")
+        r = run_loadgen("--scenario=" + path, "--report-json=" + report, "--shards=2")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(report) as f:
+            rep = json.load(f)
+        m = rep["metrics"]
+        # About half of the 400 clients lose their connection at once (by RST) and all of them come back.
+        self.assertGreater(m["storm_drops"], 120)
+        self.assertLess(m["storm_drops"], 280)
+        self.assertGreaterEqual(m["reconnects"], m["storm_drops"])
+        self.assertEqual(rep["latency_ms"]["reconnect"]["count"], m["storm_drops"])
+        self.assertEqual(m["online_at_end"], 400)
+        self.assertEqual(rep["ledger"]["lost"], 0)
+        self.assertEqual(rep["ledger"]["duplicates"], 0)
+        # The gateway saw resets, not orderly closes, for the dropped cohort.
+        self.assertEqual(self.gw.metric("longlink_gateway_closes_total", reason="read_error") - before_resets,
+                         m["storm_drops"])
 
     def test_violated_threshold_exits_1(self):
         r = run_loadgen("--scenario=" + self.scenario(clients=50, duration="2s",
