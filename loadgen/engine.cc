@@ -686,12 +686,13 @@ void LoadShard::Impl::RunStorms(uint64_t now) {
          now >= e_->start_ns() + cfg_.storms[next_storm_].at_ms * 1000000ull) {
     const StormEvent& storm = cfg_.storms[next_storm_++];
     if (!Running(now)) continue;
-    // The cohort is chosen by a hash of the client index, so it is the same clients whatever the shard count.
+    // A storm's cohort is chosen by a hash of the client index, so it is the same clients whatever the
+    // shard count; churn draws a fresh random cohort every second.
     uint64_t bound = static_cast<uint64_t>(storm.fraction * 10000.0);
     for (uint32_t local = 0; local < clients_.size(); ++local) {
       Client& c = clients_[local];
       if (c.state != State::kOnline) continue;
-      uint64_t h = (c.index + 1) * 0x9e3779b97f4a7c15ull;
+      uint64_t h = storm.random ? rng_() : (c.index + 1) * 0x9e3779b97f4a7c15ull;
       if ((h >> 32) % 10000 >= bound) continue;
       s_->counters_.storm_drops.Inc();
       Close(local, true, storm.reset);

@@ -31,12 +31,14 @@ struct Destination {
   std::string text;  // host:port as given
 };
 
-// At `at_ms` into the run, a cohort of `fraction` of the clients loses its connections at once (with a
-// FIN, or an RST when `reset`), and reconnects with backoff.
+// At `at_ms` into the run, a cohort of `fraction` of the connected clients loses its connections at once
+// (with a FIN, or an RST when `reset`), and reconnects with backoff. Churn phases are one such event per
+// second with a random cohort each time.
 struct StormEvent {
   uint64_t at_ms = 0;
   double fraction = 0;
   bool reset = false;
+  bool random = false;  // a fresh random cohort (churn) rather than a fixed one chosen by client index
 };
 
 // What the engine runs; built from a Scenario.

@@ -36,12 +36,14 @@ absl::Status Unsupported(const ll::Scenario& s) {
     }
   }
   for (const ll::Phase& p : s.phases) {
-    if (p.kind != ll::PhaseKind::kRamp && p.kind != ll::PhaseKind::kHold && p.kind != ll::PhaseKind::kStorm) {
-      return absl::UnimplementedError(std::string("phases: only ramp, hold and storm are implemented yet, not ") +
+    if (p.kind != ll::PhaseKind::kRamp && p.kind != ll::PhaseKind::kHold && p.kind != ll::PhaseKind::kStorm &&
+        p.kind != ll::PhaseKind::kChurn) {
+      return absl::UnimplementedError(std::string("phases: only ramp, hold, storm and churn are implemented yet, not ") +
                                       std::string(ll::PhaseKindName(p.kind)));
     }
-    if (p.kind == ll::PhaseKind::kStorm && p.drop == ll::DropMode::kLogout) {
-      return absl::UnimplementedError("phases: storm with drop: logout is not implemented yet (close or reset)");
+    if ((p.kind == ll::PhaseKind::kStorm || p.kind == ll::PhaseKind::kChurn) && p.drop == ll::DropMode::kLogout) {
+      return absl::UnimplementedError(std::string("phases: ") + std::string(ll::PhaseKindName(p.kind)) +
+                                      " with drop: logout is not implemented yet (close or reset)");
     }
   }
   if (s.messaging.targets == ll::TargetSelection::kGroups)
@@ -78,6 +80,13 @@ absl::StatusOr<ll::EngineConfig> ToEngineConfig(const ll::Scenario& s) {
     if (p.kind == ll::PhaseKind::kStorm) {
       c.storms.push_back(ll::StormEvent{static_cast<uint64_t>(absl::ToInt64Milliseconds(at)), p.percent / 100.0,
                                         p.drop == ll::DropMode::kReset});
+    }
+    if (p.kind == ll::PhaseKind::kChurn) {
+      // Churn is a storm of percent% of the connected clients, chosen afresh, every second of the phase.
+      for (int64_t ms = 0; ms < absl::ToInt64Milliseconds(p.duration); ms += 1000) {
+        c.storms.push_back(ll::StormEvent{static_cast<uint64_t>(absl::ToInt64Milliseconds(at) + ms),
+                                          p.percent / 100.0, p.drop == ll::DropMode::kReset, /*random=*/true});
+      }
     }
     at += p.duration;
   }

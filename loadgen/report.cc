@@ -230,7 +230,7 @@ std::string RenderText(const Report& r, const Scenario& s) {
   auto& m = r.metrics;
   o << absl::StrFormat(
       "  connections   %.0f attempts, %.0f errors, %.0f login errors, %.0f reconnects, %.0f protocol errors, "
-      "%.0f closes unfinished at the end; %.0f dropped by storms; %.0f online at the end of the run\n",
+      "%.0f closes unfinished at the end; %.0f dropped by storms and churn; %.0f online at the end of the run\n",
       m.at("connect_attempts"), m.at("connect_errors"), m.at("login_errors"), m.at("reconnects"),
       m.at("protocol_errors"), m.at("unclean_closes"), m.at("storm_drops"), m.at("online_at_end"));
   o << absl::StrFormat(

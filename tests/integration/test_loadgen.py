@@ -74,6 +74,31 @@ thresholds:
 """
 
 
+CHURN = """
+name: churn-it
+target:
+  addresses: [127.0.0.1:{port}]
+clients: 400
+connect_rate: 1000
+duration: 7s
+phases:
+  - kind: ramp
+    duration: 1s
+  - kind: churn
+    percent: 5
+    drop: close
+    duration: 4s
+  - kind: hold
+    duration: 2s
+messaging:
+  rate_per_client: 1
+  targets: self
+reconnect:
+  initial: 100ms
+  max: 500ms
+"""
+
+
 class LoadgenTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -140,6 +165,23 @@ class LoadgenTest(unittest.TestCase):
         # The gateway saw resets, not orderly closes, for the dropped cohort.
         self.assertEqual(self.gw.metric("longlink_gateway_closes_total", reason="read_error") - before_resets,
                          m["storm_drops"])
+
+    def test_churn_reconnects_continuously(self):
+        path = os.path.join(self.tmp.name, "churn.yaml")
+        with open(path, "w") as f:
+            f.write(CHURN.format(port=self.gw.port))
+        report = os.path.join(self.tmp.name, "churn.json")
+        r = run_loadgen("--scenario=" + path, "--report-json=" + report, "--shards=2")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(report) as f:
+            rep = json.load(f)
+        m = rep["metrics"]
+        # 5% of ~400 connected clients per second for 4 s: about 80 drops, each followed by a reconnect.
+        self.assertGreater(m["storm_drops"], 30)
+        self.assertLess(m["storm_drops"], 170)
+        self.assertEqual(rep["latency_ms"]["reconnect"]["count"], m["storm_drops"])
+        self.assertEqual(m["online_at_end"], 400)
+        self.assertEqual(rep["ledger"]["lost"], 0)
 
     def test_violated_threshold_exits_1(self):
         r = run_loadgen("--scenario=" + self.scenario(clients=50, duration="2s",
