@@ -34,9 +34,19 @@ namespace {
 
 enum Op : uint8_t { kOpIgnore = 0, kOpSocket, kOpConnect, kOpRecv, kOpSend, kOpClose };
 
-enum class State : uint8_t { kWaiting, kConnecting, kLoggingIn, kOnline, kClosing, kDone };
+// kLeaving: LOGOUT is on its way; the client closes once it is written (or the server closes first).
+enum class State : uint8_t { kWaiting, kConnecting, kLoggingIn, kOnline, kLeaving, kClosing, kDone };
 
 enum Flags : uint8_t { kRecvArmed = 1, kSendInflight = 2, kDirty = 4, kCloseInflight = 8, kReconnect = 16 };
+
+constexpr uint32_t kNoLink = 0xffffffffu;
+constexpr uint64_t kLeaveFallbackNs = 2000000000ull;  // a LOGOUT that cannot be written in 2 s is dropped
+constexpr uint32_t kSyncLimit = 100;
+// IORING_OP_BIND (kernel 6.11): liburing 2.3 predates it, so its number is spelled out here.
+constexpr uint8_t kOpBindOpcode = 56;
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
 
 constexpr uint64_t kTickNs = 1000000;  // 1 ms timer ticks
 constexpr uint32_t kInitialBuffers = 64;
@@ -50,7 +60,8 @@ uint64_t NsToTick(uint64_t ns) { return (ns + kTickNs - 1) / kTickNs; }
 
 }  // namespace
 
-// Per-client state, kept compact: a million of them must fit comfortably.
+// Per-client state, kept compact: a million of them must fit comfortably (about 200 bytes each, plus a
+// Link for clients on a simulated weak network).
 struct LoadShard::Client {
   uint32_t index;  // global client index: the ledger's device identity
   uint32_t gen;
@@ -58,15 +69,26 @@ struct LoadShard::Client {
   State state;
   uint8_t flags;
   uint16_t attempts;
-  uint32_t seq;  // last message sequence assigned
-  uint32_t hb_ms;
-  uint64_t last_push_seq;
-  uint64_t t_connect;   // intended time of the current connect attempt
-  uint64_t t_login;     // when LOGIN was queued
-  uint64_t t_down;      // when the connection was lost (for reconnect time), 0 if none
-  uint64_t next_ping;   // intended time of the next PING
-  uint64_t next_msg;    // intended time of the next SEND
-  uint64_t sent_at[4];  // intended times of the last SENDs, by seq % 4, for SEND -> SEND_ACK latency
+  uint32_t seq;            // last message sequence assigned
+  uint32_t hb_ms;          // heartbeat interval in the foreground: the server's, or the adaptive one
+  uint32_t hb_timeout_ms;  // the server's heartbeat timeout, from LOGIN_ACK
+  uint32_t link;           // index into links_, or kNoLink
+  uint8_t background;      // the app is in the background: it beats bg_multiplier times less often
+  uint8_t hb_streak;       // PONGs in a row since the adaptive interval last changed
+  uint8_t syncing;         // a SYNC is outstanding
+  uint8_t leave;           // how the current leave_at takes the client down (Leave)
+  uint64_t last_push_seq;  // highest inbox seq up to which every PUSH arrived (the PUSH_ACK cursor)
+  uint64_t seen_above;     // bit i: seq last_push_seq + 2 + i arrived already (out of order)
+  uint64_t t_connect;      // intended time of the current connect attempt
+  uint64_t t_login;        // when LOGIN was queued
+  uint64_t t_down;         // when the connection was lost (for reconnect time), 0 if none
+  uint64_t t_sync;         // when the outstanding SYNC was sent
+  uint64_t next_ping;      // intended time of the next PING
+  uint64_t next_msg;       // intended time of the next SEND
+  uint64_t ping_out;       // intended time of the oldest unanswered PING, 0 if none
+  uint64_t leave_at;       // when the scenario takes this client down, kNever if it does not
+  uint64_t next_bg;        // next foreground/background switch, kNever if none
+  uint64_t sent_at[4];     // intended times of the last SENDs, by seq % 4, for SEND -> SEND_ACK latency
   core::Carry* carry;
   core::OutQueue* out;
 };
@@ -86,7 +108,7 @@ class LoadShard::Impl {
   using Client = LoadShard::Client;
 
   void HandleCqe(const io_uring_cqe* cqe);
-  void OnTimer(uint32_t local);
+  void OnTimer(uint32_t id);
   void StartConnect(uint32_t local);
   void OnSocket(uint32_t local, const io_uring_cqe* cqe);
   void OnConnect(uint32_t local, const io_uring_cqe* cqe);
@@ -94,20 +116,42 @@ class LoadShard::Impl {
   void OnSend(uint32_t local, const io_uring_cqe* cqe);
   void Consume(uint32_t local, const uint8_t* data, uint32_t len);
   void HandleFrame(uint32_t local, const proto::Header& h, std::span<const uint8_t> body);
+  void OnPush(uint32_t local, const proto::PushBody& push, uint64_t now);
+  void SendSync(uint32_t local, uint64_t after, uint64_t now);
   void Drive(uint32_t local, uint64_t now);
+  uint64_t NextWake(const Client& c) const;
   void ArmTimer(uint32_t local, uint64_t at_ns) { wheel_.Arm(local, NsToTick(at_ns)); }
+  // The link's timer: never moved later than it already is.
+  void ArmLinkTimer(uint32_t local, uint64_t at_ns);
+  void PumpLink(uint32_t local, uint64_t now);
   void ScheduleReconnect(uint32_t local, uint64_t now);
+  // Waits for the client's next join after `after`, or finishes it.
+  void NextJoin(uint32_t local, uint64_t after);
   void Close(uint32_t local, bool reconnect, bool reset = false);
+  // Takes a client down the way the scenario says (LOGOUT, close or RST), reconnecting or not.
+  void Drop(uint32_t local, Leave how, bool reconnect);
   void RunStorms(uint64_t now);
   void MaybeFinishClose(uint32_t local);
   template <class Body>
   void Queue(uint32_t local, uint32_t request_id, const Body& body);
+  void Write(uint32_t local, const uint8_t* data, uint32_t n);
   void Flush();
   void SubmitSend(uint32_t local);
   void ArmRecv(uint32_t local);
+  uint32_t PayloadSize();
   uint64_t UserOf(uint32_t index) const { return index / cfg_.devices_per_user + 1; }
   uint32_t DeviceOf(uint32_t index) const { return index % cfg_.devices_per_user + 1; }
   bool Running(uint64_t now) const { return now < e_->end_ns() && !e_->stop().load(std::memory_order_relaxed); }
+  // The interval between PINGs now: longer in the background, but never past 80% of the server's timeout
+  // (a client that knows the timeout does not get itself reaped).
+  uint64_t HeartbeatNs(const Client& c) const {
+    double ms = static_cast<double>(c.hb_ms) * (c.background ? cfg_.bg_multiplier : 1.0);
+    if (c.hb_timeout_ms != 0) ms = std::min(ms, c.hb_timeout_ms * 0.8);
+    return static_cast<uint64_t>(std::max(50.0, ms) * 1e6);
+  }
+  uint64_t DrawBackgroundSwitch(const Client& c, uint64_t now);
+  Link* LinkOf(const Client& c) { return c.link == kNoLink ? nullptr : &links_[c.link]; }
+  uint32_t LinkTimerId(uint32_t local) const { return static_cast<uint32_t>(clients_.size()) + local; }
 
   LoadShard* s_;
   Engine* e_;
@@ -116,6 +160,7 @@ class LoadShard::Impl {
   core::BufRing bufs_;
   core::TimerWheel wheel_;
   std::vector<Client> clients_;
+  std::vector<Link> links_;
   std::vector<uint32_t> dirty_;
   std::mt19937_64 rng_;
   std::vector<uint8_t> scratch_ = std::vector<uint8_t>(1024);
@@ -156,6 +201,33 @@ void LoadShard::CopyLive(Histogram* out) {
   out->Merge(impl_->live_e2e_);
 }
 
+// The next [join, leave) interval of client `index` that starts at or after after_ns: false if none.
+static bool NextInterval(const EngineConfig& cfg, uint32_t index, uint64_t start_ns, uint64_t after_ns, uint64_t* join_ns,
+                  uint64_t* leave_ns, Leave* how) {
+  auto at = [&](const Wave& w) {
+    double offset = w.rate > 0 ? static_cast<double>(index - w.first) / w.rate : 0;
+    return start_ns + w.start_ms * 1000000ull + static_cast<uint64_t>(offset * 1e9);
+  };
+  uint64_t best = kNever;
+  for (const Wave& w : cfg.joins) {
+    if (index < w.first || index - w.first >= w.count) continue;
+    uint64_t t = at(w);
+    if (t >= after_ns && t < best) best = t;
+  }
+  if (best == kNever) return false;
+  *join_ns = best;
+  *leave_ns = kNever;
+  for (const Wave& w : cfg.leaves) {
+    if (index < w.first || index - w.first >= w.count) continue;
+    uint64_t t = at(w);
+    if (t > best && t < *leave_ns) {
+      *leave_ns = t;
+      *how = w.leave;
+    }
+  }
+  return true;
+}
+
 absl::Status LoadShard::Impl::Setup() {
   uint32_t mine = 0;
   for (uint32_t i = s_->id_; i < cfg_.clients; i += cfg_.shards) ++mine;
@@ -174,23 +246,65 @@ absl::Status LoadShard::Impl::Setup() {
   RETURN_IF_ERROR(ring_.Init(ro));
   RETURN_IF_ERROR(bufs_.Init(ring_.raw(), 0, 4096, 2048, kInitialBuffers));
   wheel_ = core::TimerWheel(8192, core::MonoNanos() / kTickNs);
-  wheel_.Reserve(mine);
+  // One timer per client, and a second one for clients on a simulated network (the link's releases).
+  wheel_.Reserve(cfg_.network.empty() ? mine : 2 * mine);
   rng_.seed(cfg_.seed * 0x9e3779b97f4a7c15ull + s_->id_);
   clients_.resize(mine);
-  payload_.assign(std::max<uint32_t>(8, cfg_.payload_bytes), 'x');
-  // Connect times are spread evenly at the configured rate over all shards: client i of the whole run
-  // connects at start + i / rate.
+  payload_.assign(std::max<uint32_t>(8, cfg_.payload_max), 'x');
   uint32_t local = 0;
+  const uint64_t now = core::MonoNanos();
   for (uint32_t i = s_->id_; i < cfg_.clients; i += cfg_.shards, ++local) {
     Client& c = clients_[local];
     std::memset(&c, 0, sizeof(c));
     c.index = i;
     c.slot = -1;
     c.state = State::kWaiting;
-    c.t_connect = e_->start_ns() + static_cast<uint64_t>(static_cast<double>(i) / cfg_.connect_rate * 1e9);
-    ArmTimer(local, c.t_connect);
+    c.link = kNoLink;
+    c.next_bg = kNever;
+    c.leave_at = kNever;
+    // The network: a hash of the index and the seed picks the profile, so the same clients get the same
+    // networks whatever the shard count.
+    if (!cfg_.network.empty()) {
+      uint64_t h = (static_cast<uint64_t>(i) + 1) * 0x9e3779b97f4a7c15ull ^ (cfg_.seed * 0xbf58476d1ce4e5b9ull);
+      h ^= h >> 29;
+      h *= 0x94d049bb133111ebull;
+      double u = static_cast<double>(h >> 11) * 0x1.0p-53 * 100.0;
+      double acc = 0;
+      for (const NetShare& share : cfg_.network) {
+        acc += share.percent;
+        if (u < acc) {
+          if (share.params.Any()) {
+            c.link = static_cast<uint32_t>(links_.size());
+            links_.emplace_back(&share.params, now, h ^ cfg_.seed);
+          }
+          break;
+        }
+      }
+    }
+    if (cfg_.bg_fraction > 0) {
+      c.background = std::uniform_real_distribution<double>(0, 1)(rng_) < cfg_.bg_fraction ? 1 : 0;
+    }
+    c.hb_ms = cfg_.hb_initial_ms;
+    NextJoin(local, 0);
   }
   return absl::OkStatus();
+}
+
+void LoadShard::Impl::NextJoin(uint32_t local, uint64_t after) {
+  Client& c = clients_[local];
+  uint64_t join = 0, leave = kNever;
+  Leave how = Leave::kLogout;
+  if (finishing_ || !NextInterval(cfg_, c.index, e_->start_ns(), after, &join, &leave, &how) ||
+      join >= e_->end_ns()) {
+    SetDone(c);
+    return;
+  }
+  c.state = State::kWaiting;
+  c.t_connect = join;
+  c.leave_at = leave;
+  c.leave = static_cast<uint8_t>(how);
+  c.attempts = 0;
+  ArmTimer(local, join);
 }
 
 void LoadShard::Impl::Loop() {
@@ -199,12 +313,16 @@ void LoadShard::Impl::Loop() {
     uint64_t now = core::MonoNanos();
     if (!finishing_ && (now >= grace_end || e_->stop().load(std::memory_order_relaxed))) {
       finishing_ = true;
-      for (const Client& c : clients_) {
-        if (c.state == State::kOnline) s_->counters_.online_at_end.Inc();
-      }
       for (uint32_t i = 0; i < clients_.size(); ++i) {
-        if (clients_[i].state == State::kWaiting) SetDone(clients_[i]);
+        Client& c = clients_[i];
+        if (c.state == State::kOnline) s_->counters_.online_at_end.Inc();
+        Link* link = LinkOf(c);
+        if (link != nullptr && link->zombie() && (c.state == State::kOnline || c.state == State::kLeaving)) {
+          s_->counters_.zombies_unreaped.Inc();
+        }
+        if (c.state == State::kWaiting) SetDone(c);
         wheel_.Cancel(i);
+        if (link != nullptr) wheel_.Cancel(LinkTimerId(i));
         Close(i, false);
       }
     }
@@ -229,7 +347,7 @@ void LoadShard::Impl::Loop() {
       ++seen;
     }
     io_uring_cq_advance(ring_.raw(), seen);
-    wheel_.Advance(core::MonoNanos() / kTickNs, [this](uint32_t local) { OnTimer(local); });
+    wheel_.Advance(core::MonoNanos() / kTickNs, [this](uint32_t id) { OnTimer(id); });
     RunStorms(core::MonoNanos());
     bufs_.Commit();
     Flush();
@@ -241,6 +359,9 @@ void LoadShard::Impl::Loop() {
   }
   ring_.Submit();
   PublishLive();
+  uint64_t stalls = 0;
+  for (const Link& l : links_) stalls += l.stalls();
+  s_->counters_.stalls.Inc(stalls);
 }
 
 void LoadShard::Impl::PublishLive() {
@@ -288,12 +409,19 @@ void LoadShard::Impl::HandleCqe(const io_uring_cqe* cqe) {
   }
 }
 
-void LoadShard::Impl::OnTimer(uint32_t local) {
-  Client& c = clients_[local];
+void LoadShard::Impl::OnTimer(uint32_t id) {
   uint64_t now = core::MonoNanos();
+  if (id >= clients_.size()) {
+    PumpLink(id - static_cast<uint32_t>(clients_.size()), now);
+    return;
+  }
+  uint32_t local = id;
+  Client& c = clients_[local];
   switch (c.state) {
     case State::kWaiting:
-      if (Running(now)) {
+      if (now >= c.leave_at) {
+        NextJoin(local, c.leave_at);
+      } else if (Running(now)) {
         StartConnect(local);
       } else {
         SetDone(c);
@@ -307,6 +435,9 @@ void LoadShard::Impl::OnTimer(uint32_t local) {
       break;
     case State::kOnline:
       Drive(local, now);
+      break;
+    case State::kLeaving:
+      Close(local, (c.flags & kReconnect) != 0);
       break;
     default:
       break;
@@ -340,8 +471,30 @@ void LoadShard::Impl::OnSocket(uint32_t local, const io_uring_cqe* cqe) {
     return;
   }
   c.slot = cqe->res;
-  const Destination& t = cfg_.targets[c.index % cfg_.targets.size()];
-  io_uring_sqe* sqe = ring_.Sqe();
+  const uint32_t ndest = static_cast<uint32_t>(cfg_.targets.size());
+  const Destination& t = cfg_.targets[c.index % ndest];
+  io_uring_sqe* sqe;
+  if (!cfg_.sources.empty()) {
+    // Each (source, destination) pair has its own 64K ephemeral ports. IP_BIND_ADDRESS_NO_PORT defers the
+    // port choice to connect(), which then picks it per 4-tuple instead of reserving it per address.
+    // setsockopt on a direct descriptor is an IORING_OP_URING_CMD (kernel 6.7); bind is IORING_OP_BIND
+    // (kernel 6.11); both are prepared by hand (liburing 2.3) and linked ahead of the connect.
+    static const int kOne = 1;
+    const Destination& src = cfg_.sources[(c.index / ndest) % cfg_.sources.size()];
+    sqe = ring_.Sqe();
+    io_uring_prep_rw(IORING_OP_URING_CMD, sqe, c.slot, nullptr, 0, 0);
+    sqe->off = kSocketUringOpSetsockopt;
+    sqe->addr = (static_cast<uint64_t>(IP_BIND_ADDRESS_NO_PORT) << 32) | IPPROTO_IP;
+    sqe->file_index = sizeof(kOne);
+    sqe->addr3 = reinterpret_cast<uint64_t>(&kOne);
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK;
+    io_uring_sqe_set_data64(sqe, 0);
+    sqe = ring_.Sqe();
+    io_uring_prep_rw(kOpBindOpcode, sqe, c.slot, &src.addr, 0, src.len);
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK;
+    io_uring_sqe_set_data64(sqe, 0);
+  }
+  sqe = ring_.Sqe();
   io_uring_prep_connect(sqe, c.slot, reinterpret_cast<const sockaddr*>(&t.addr), t.len);
   sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(sqe, PackUserData(kOpConnect, c.gen, local));
@@ -363,6 +516,7 @@ void LoadShard::Impl::OnConnect(uint32_t local, const io_uring_cqe* cqe) {
   s_->counters_.connects.Inc();
   s_->counters_.connected.Add(1);
   s_->lat_.connect.Record(now - std::min(now, c.t_connect));
+  if (Link* link = LinkOf(c)) link->Reset(now);
   c.state = State::kLoggingIn;
   c.t_login = now;
   proto::LoginBody login;
@@ -391,21 +545,39 @@ void LoadShard::Impl::ArmRecv(uint32_t local) {
 void LoadShard::Impl::OnRecv(uint32_t local, const io_uring_cqe* cqe) {
   Client& c = clients_[local];
   if (!(cqe->flags & IORING_CQE_F_MORE)) c.flags &= static_cast<uint8_t>(~kRecvArmed);
-  bool live = c.state == State::kLoggingIn || c.state == State::kOnline;
+  bool live = c.state == State::kLoggingIn || c.state == State::kOnline || c.state == State::kLeaving;
+  uint64_t now = core::MonoNanos();
   if (cqe->res > 0) {
     uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-    if (live) Consume(local, bufs_.Buffer(bid), static_cast<uint32_t>(cqe->res));
+    if (live) {
+      if (Link* link = LinkOf(c)) {
+        // Through the simulated downlink: delayed, rate-limited, or dropped when the link is dead.
+        link->Push(LinkParams::kDown, now, bufs_.Buffer(bid), static_cast<uint32_t>(cqe->res));
+        PumpLink(local, now);
+      } else {
+        Consume(local, bufs_.Buffer(bid), static_cast<uint32_t>(cqe->res));
+      }
+    }
     bufs_.Recycle(bid);
   } else if (cqe->res == -ENOBUFS) {
     bufs_.Grow(kInitialBuffers);
   } else if (live) {
     // EOF or an error: the server closed us (or the network did).
-    Close(local, true);
+    Link* link = LinkOf(c);
+    if (link != nullptr && link->zombie()) {
+      // The gateway reaped a half-open connection: how long it took is the measurement.
+      s_->counters_.zombies_reaped.Inc();
+      s_->lat_.zombie_reap.Record(now - link->zombie_since());
+    } else if (c.state != State::kLeaving) {
+      s_->counters_.disconnects.Inc();
+    }
+    Close(local, c.state != State::kLeaving || (c.flags & kReconnect));
   }
   Client& c2 = clients_[local];
   if (c2.state == State::kClosing) {
     MaybeFinishClose(local);
-  } else if (!(c2.flags & kRecvArmed) && (c2.state == State::kLoggingIn || c2.state == State::kOnline)) {
+  } else if (!(c2.flags & kRecvArmed) &&
+             (c2.state == State::kLoggingIn || c2.state == State::kOnline || c2.state == State::kLeaving)) {
     ArmRecv(local);
   }
 }
@@ -418,13 +590,24 @@ void LoadShard::Impl::Consume(uint32_t local, const uint8_t* data, uint32_t len)
       [&](const proto::Header& h, std::span<const uint8_t> body) {
         HandleFrame(local, h, body);
         State st = clients_[local].state;
-        return st == State::kLoggingIn || st == State::kOnline;
+        return st == State::kLoggingIn || st == State::kOnline || st == State::kLeaving;
       },
       &rest);
   if (r == core::SplitResult::kTooLarge || r == core::SplitResult::kBadFrame) {
     s_->counters_.protocol_errors.Inc();
     Close(local, true);
   }
+}
+
+void LoadShard::Impl::SendSync(uint32_t local, uint64_t after, uint64_t now) {
+  Client& c = clients_[local];
+  proto::SyncBody sync;
+  sync.after_seq = after;
+  sync.limit = kSyncLimit;
+  Queue(local, 2, sync);
+  s_->counters_.syncs.Inc();
+  c.syncing = 1;
+  c.t_sync = now;
 }
 
 void LoadShard::Impl::HandleFrame(uint32_t local, const proto::Header& h, std::span<const uint8_t> body) {
@@ -438,6 +621,7 @@ void LoadShard::Impl::HandleFrame(uint32_t local, const proto::Header& h, std::s
         Close(local, true);
         return;
       }
+      if (c.state != State::kLoggingIn) return;
       s_->counters_.logins.Inc();
       s_->counters_.online.Add(1);
       s_->lat_.login.Record(now - c.t_login);
@@ -447,30 +631,53 @@ void LoadShard::Impl::HandleFrame(uint32_t local, const proto::Header& h, std::s
       }
       c.state = State::kOnline;
       c.attempts = 0;
-      c.hb_ms = std::max<uint32_t>(ack.heartbeat_interval_ms, 50);
+      c.hb_timeout_ms = ack.heartbeat_timeout_ms;
+      if (cfg_.hb_adaptive) {
+        // The learnt interval survives reconnects (as a smart-heartbeat client keeps it per network), but
+        // never reaches the server's timeout.
+        uint32_t cap = std::min<uint32_t>(cfg_.hb_max_ms, static_cast<uint32_t>(uint64_t{ack.heartbeat_timeout_ms} * 4 / 5));
+        c.hb_ms = std::max<uint32_t>(50, std::min(c.hb_ms, cap));
+      } else {
+        c.hb_ms = std::max<uint32_t>(ack.heartbeat_interval_ms, 50);
+      }
+      c.ping_out = 0;
+      c.hb_streak = 0;
+      c.syncing = 0;
+      c.seen_above = 0;
       // Random phase so that clients do not beat in lockstep.
-      c.next_ping = now + rng_() % (static_cast<uint64_t>(c.hb_ms) * 1000000ull);
+      c.next_ping = now + rng_() % HeartbeatNs(c);
       if (cfg_.msg_rate_per_client > 0) {
         double interval_ns = 1e9 / cfg_.msg_rate_per_client;
         c.next_msg = now + static_cast<uint64_t>(std::uniform_real_distribution<double>(0, interval_ns)(rng_));
       } else {
-        c.next_msg = ~uint64_t{0};
+        c.next_msg = kNever;
       }
-      if (cfg_.sync_on_reconnect && c.last_push_seq != 0) {
-        proto::SyncBody sync;
-        sync.after_seq = c.last_push_seq;
-        sync.limit = 100;
-        Queue(local, 2, sync);
-        s_->counters_.syncs.Inc();
-      }
-      ArmTimer(local, std::min(c.next_ping, c.next_msg));
+      if (cfg_.bg_switches_per_hour > 0 && c.next_bg == kNever) c.next_bg = DrawBackgroundSwitch(c, now);
+      // SYNC from the last contiguous seq after every login: what arrived while offline comes now.
+      if (cfg_.sync_on_reconnect) SendSync(local, c.last_push_seq, now);
+      ArmTimer(local, NextWake(c));
       return;
     }
     case proto::Opcode::kPong: {
       proto::PongBody pong;
-      if (proto::Decode(body, &pong)) {
-        s_->counters_.pongs.Inc();
-        s_->lat_.heartbeat_rtt.Record(now - std::min(now, pong.timestamp));
+      if (!proto::Decode(body, &pong)) {
+        s_->counters_.protocol_errors.Inc();
+        return;
+      }
+      s_->counters_.pongs.Inc();
+      s_->lat_.heartbeat_rtt.Record(now - std::min(now, pong.timestamp));
+      c.ping_out = 0;
+      if (cfg_.hb_adaptive && ++c.hb_streak >= cfg_.hb_successes) {
+        c.hb_streak = 0;
+        uint32_t cap = std::min<uint32_t>(cfg_.hb_max_ms, static_cast<uint32_t>(uint64_t{c.hb_timeout_ms} * 4 / 5));
+        uint32_t grown = std::min<uint32_t>(cap, c.hb_ms + cfg_.hb_step_ms);
+        if (grown > c.hb_ms) {
+          uint64_t before = HeartbeatNs(c);
+          c.hb_ms = grown;
+          c.next_ping = std::max(now, c.next_ping - before + HeartbeatNs(c));
+          s_->counters_.hb_grows.Inc();
+          if (c.state == State::kOnline) ArmTimer(local, NextWake(c));
+        }
       }
       return;
     }
@@ -497,31 +704,34 @@ void LoadShard::Impl::HandleFrame(uint32_t local, const proto::Header& h, std::s
         s_->counters_.protocol_errors.Inc();
         return;
       }
-      if (s_->ledger_.Delivered(c.index, push.client_msg_id)) {
-        s_->counters_.delivered.Inc();
-        if (push.payload.size() >= 8) {
-          uint64_t sent_at;
-          std::memcpy(&sent_at, push.payload.data(), 8);
-          s_->lat_.end_to_end.Record(now - std::min(now, sent_at));
-        }
-      } else {
-        s_->counters_.duplicates.Inc();
+      OnPush(local, push, now);
+      return;
+    }
+    case proto::Opcode::kSyncDone: {
+      proto::SyncDoneBody done;
+      if (!proto::Decode(body, &done)) {
+        s_->counters_.protocol_errors.Inc();
+        return;
       }
-      if (push.seq != 0) {
-        c.last_push_seq = std::max(c.last_push_seq, push.seq);
-        if (cfg_.push_ack) {
-          proto::PushAckBody pa;
-          pa.seq = push.seq;
-          Queue(local, 0, pa);
-          s_->counters_.push_acks.Inc();
-        }
+      // Everything up to max_seq has now been sent to us: the cursor moves there.
+      if (done.max_seq > c.last_push_seq) {
+        uint64_t moved = done.max_seq - c.last_push_seq;
+        c.seen_above = moved >= 64 ? 0 : c.seen_above >> moved;
+        c.last_push_seq = done.max_seq;
+      }
+      if (done.has_more) {
+        SendSync(local, c.last_push_seq, now);
+      } else {
+        c.syncing = 0;
+        s_->lat_.sync.Record(now - c.t_sync);
       }
       return;
     }
-    case proto::Opcode::kSyncDone:
+    case proto::Opcode::kKick:
+      s_->counters_.kicks.Inc();
+      Close(local, true);
       return;
     case proto::Opcode::kGoaway:
-    case proto::Opcode::kKick:
       Close(local, true);
       return;
     default:
@@ -530,8 +740,133 @@ void LoadShard::Impl::HandleFrame(uint32_t local, const proto::Header& h, std::s
   }
 }
 
+void LoadShard::Impl::OnPush(uint32_t local, const proto::PushBody& push, uint64_t now) {
+  Client& c = clients_[local];
+  if (push.seq != 0) {
+    // The client's own dedup by inbox seq: a PUSH at or below the cursor, or one already seen above it,
+    // was shown before (a SYNC overlapping live pushes). Only new seqs reach the ledger, whose duplicates
+    // therefore count messages the server stored or sent twice under different seqs.
+    if (push.seq <= c.last_push_seq) return;
+    uint64_t ahead = push.seq - c.last_push_seq - 2;  // bit index in seen_above when seq > cursor + 1
+    if (push.seq > c.last_push_seq + 1 && ahead < 64) {
+      if (c.seen_above & (uint64_t{1} << ahead)) return;
+      c.seen_above |= uint64_t{1} << ahead;
+    }
+  }
+  if (s_->ledger_.Delivered(c.index, push.client_msg_id)) {
+    s_->counters_.delivered.Inc();
+    if (push.payload.size() >= 8) {
+      uint64_t sent_at;
+      std::memcpy(&sent_at, push.payload.data(), 8);
+      s_->lat_.end_to_end.Record(now - std::min(now, sent_at));
+    }
+  } else {
+    s_->counters_.duplicates.Inc();
+  }
+  if (push.seq == 0) return;
+  if (push.seq == c.last_push_seq + 1) {
+    // Contiguous: move the cursor over this seq and any that arrived early.
+    c.last_push_seq = push.seq;
+    while (c.seen_above & 1) {
+      c.seen_above >>= 1;
+      ++c.last_push_seq;
+    }
+    c.seen_above >>= 1;
+    if (cfg_.push_ack) {
+      proto::PushAckBody pa;
+      pa.seq = c.last_push_seq;
+      Queue(local, 0, pa);
+      s_->counters_.push_acks.Inc();
+    }
+  } else if (!c.syncing && cfg_.sync_on_reconnect) {
+    // A gap in the inbox sequence: the client rule is to SYNC from the last contiguous seq.
+    s_->counters_.sync_gaps.Inc();
+    SendSync(local, c.last_push_seq, now);
+  }
+}
+
+uint64_t LoadShard::Impl::DrawBackgroundSwitch(const Client& c, uint64_t now) {
+  // Time in each state is exponential; the means keep bg_fraction of the clients in the background and
+  // make bg_switches_per_hour switches per client per hour on average.
+  double f = cfg_.bg_fraction;
+  if (f <= 0 || f >= 1 || cfg_.bg_switches_per_hour <= 0) return kNever;
+  double mean_h = 2.0 * (c.background ? f : 1.0 - f) / cfg_.bg_switches_per_hour;
+  double s = std::exponential_distribution<double>(1.0 / (mean_h * 3600.0))(rng_);
+  return now + static_cast<uint64_t>(s * 1e9);
+}
+
+uint64_t LoadShard::Impl::NextWake(const Client& c) const {
+  uint64_t t = std::min(c.leave_at, c.next_bg);
+  const Link* link = c.link == kNoLink ? nullptr : &links_[c.link];
+  if (link != nullptr) {
+    t = std::min({t, link->next_flap(), link->next_zombie()});
+    if (link->zombie()) return t;  // a half-open client does nothing else
+  }
+  t = std::min(t, c.next_ping);
+  t = std::min(t, c.next_msg);
+  if (c.ping_out != 0) t = std::min<uint64_t>(t, c.ping_out + cfg_.pong_timeout_ms * 1000000ull);
+  return t;
+}
+
 void LoadShard::Impl::Drive(uint32_t local, uint64_t now) {
   Client& c = clients_[local];
+  if (now >= c.leave_at) {
+    s_->counters_.leaves.Inc();
+    Drop(local, static_cast<Leave>(c.leave), false);
+    return;
+  }
+  Link* link = LinkOf(c);
+  if (link != nullptr && !Running(now)) {
+    // The run is over: no new network events in the grace period, only what is in flight settles.
+    link->NoMoreFlap();
+    link->NoMoreZombie();
+  }
+  if (link != nullptr) {
+    if (now >= link->next_flap()) {
+      // The radio drops: an abrupt close or an RST, and the app reconnects.
+      s_->counters_.flaps.Inc();
+      link->DrawFlap(now);
+      if (link->zombie()) s_->counters_.zombies_unreaped.Inc();
+      Close(local, true, link->Uniform() < 0.5);
+      return;
+    }
+    if (now >= link->next_zombie()) {
+      // The phone leaves coverage: it stops reading and writing and never closes. Only the gateway's
+      // heartbeat timeout can end this connection; OnRecv times how long that takes.
+      s_->counters_.zombies.Inc();
+      link->BecomeZombie(now);
+      link->NoMoreZombie();
+      wheel_.Cancel(LinkTimerId(local));
+      ArmTimer(local, NextWake(c));
+      return;
+    }
+    if (link->zombie()) {
+      ArmTimer(local, NextWake(c));
+      return;
+    }
+  }
+  if (now >= c.next_bg) {
+    uint64_t before = HeartbeatNs(c);
+    c.background ^= 1;
+    s_->counters_.bg_switches.Inc();
+    uint64_t after = HeartbeatNs(c);
+    // The next PING moves with the interval, but not into the past: that would count as generator lag.
+    c.next_ping = std::max(now, c.next_ping + after - before);
+    c.next_bg = DrawBackgroundSwitch(c, now);
+  }
+  if (c.ping_out != 0 && now >= c.ping_out + cfg_.pong_timeout_ms * 1000000ull) {
+    // No PONG in time: the connection is dead as far as the app can tell (a black hole, a stall, a dead
+    // server). Close it and reconnect; an adaptive client also shortens its interval.
+    s_->counters_.pong_timeouts.Inc();
+    if (cfg_.hb_adaptive) {
+      c.hb_ms = std::max<uint32_t>(cfg_.hb_initial_ms, static_cast<uint32_t>(c.hb_ms * cfg_.hb_backoff));
+      c.hb_streak = 0;
+      s_->counters_.hb_backoffs.Inc();
+    }
+    s_->counters_.disconnects.Inc();
+    Close(local, true);
+    return;
+  }
   bool running = Running(now);
   while (c.next_ping <= now) {
     proto::PingBody ping;
@@ -539,7 +874,9 @@ void LoadShard::Impl::Drive(uint32_t local, uint64_t now) {
     Queue(local, 0, ping);
     s_->counters_.pings.Inc();
     s_->lat_.lag.Record(now - c.next_ping);
-    c.next_ping += static_cast<uint64_t>(c.hb_ms) * 1000000ull;
+    s_->lat_.heartbeat_interval.Record(HeartbeatNs(c));
+    if (c.ping_out == 0) c.ping_out = c.next_ping;
+    c.next_ping += HeartbeatNs(c);
   }
   if (cfg_.msg_rate_per_client > 0) {
     double interval_ns = 1e9 / cfg_.msg_rate_per_client;
@@ -552,39 +889,104 @@ void LoadShard::Impl::Drive(uint32_t local, uint64_t now) {
       send.client_msg_id = (static_cast<uint64_t>(c.index) << 32) | seq;
       std::memcpy(payload_.data(), &c.next_msg, 8);  // the intended send time rides to the receiver
       c.sent_at[seq % 4] = c.next_msg;
-      send.payload = payload_;
+      uint32_t size = PayloadSize();
+      send.payload = std::span<const uint8_t>(payload_.data(), size);
       Queue(local, seq, send);
       s_->ledger_.Sent(send.client_msg_id);
       s_->counters_.sent.Inc();
+      s_->counters_.payload_bytes.Inc(size);
       s_->lat_.lag.Record(now - c.next_msg);
       c.next_msg += static_cast<uint64_t>(interval_ns);
     }
-    if (!running) c.next_msg = ~uint64_t{0};
+    if (!running) c.next_msg = kNever;
   }
-  ArmTimer(local, std::min(c.next_ping, c.next_msg));
+  ArmTimer(local, NextWake(c));
+}
+
+uint32_t LoadShard::Impl::PayloadSize() {
+  const uint32_t lo = std::max<uint32_t>(8, cfg_.payload_min);
+  const uint32_t hi = std::max<uint32_t>(lo, cfg_.payload_max);
+  switch (cfg_.payload_dist) {
+    case PayloadDist::kFixed:
+      return hi;
+    case PayloadDist::kUniform:
+      return std::uniform_int_distribution<uint32_t>(lo, hi)(rng_);
+    case PayloadDist::kLognormal: {
+      double v = std::lognormal_distribution<double>(std::log(std::max(1.0, cfg_.payload_median)),
+                                                     cfg_.payload_sigma)(rng_);
+      return static_cast<uint32_t>(std::clamp<double>(std::round(v), lo, hi));
+    }
+  }
+  return hi;
 }
 
 template <class Body>
 void LoadShard::Impl::Queue(uint32_t local, uint32_t request_id, const Body& body) {
-  Client& c = clients_[local];
   size_t size = proto::FrameSize(body);
   if (size > scratch_.size()) scratch_.resize(size);
   size_t n = proto::Encode(request_id, body, scratch_);
   if (n == 0) return;
+  Client& c = clients_[local];
+  if (Link* link = LinkOf(c)) {
+    // Through the simulated uplink; PumpLink hands the bytes to the socket when they are due.
+    uint64_t now = core::MonoNanos();
+    link->Push(LinkParams::kUp, now, scratch_.data(), static_cast<uint32_t>(n));
+    uint64_t due = link->NextDue(now);
+    if (due <= now) {
+      PumpLink(local, now);
+    } else {
+      ArmLinkTimer(local, due);
+    }
+    return;
+  }
+  Write(local, scratch_.data(), static_cast<uint32_t>(n));
+}
+
+void LoadShard::Impl::Write(uint32_t local, const uint8_t* data, uint32_t n) {
+  Client& c = clients_[local];
   core::OutQueue* q = c.out;
   if (q == nullptr) q = c.out = new core::OutQueue();
-  q->Append(scratch_.data(), static_cast<uint32_t>(n));
+  q->Append(data, n);
   if (!(c.flags & kDirty)) {
     c.flags |= kDirty;
     dirty_.push_back(local);
   }
 }
 
+void LoadShard::Impl::ArmLinkTimer(uint32_t local, uint64_t at_ns) {
+  if (at_ns == kNever) return;
+  uint32_t id = LinkTimerId(local);
+  uint64_t tick = NsToTick(at_ns);
+  if (wheel_.Expiry(id) > tick) wheel_.Arm(id, tick);
+}
+
+void LoadShard::Impl::PumpLink(uint32_t local, uint64_t now) {
+  Client& c = clients_[local];
+  Link* link = LinkOf(c);
+  if (link == nullptr) return;
+  if (c.state != State::kLoggingIn && c.state != State::kOnline && c.state != State::kLeaving) {
+    link->DropPending();
+    return;
+  }
+  link->Pop(LinkParams::kUp, now, [&](const uint8_t* data, uint32_t n) { Write(local, data, n); });
+  link->Pop(LinkParams::kDown, now, [&](const uint8_t* data, uint32_t n) {
+    State st = clients_[local].state;
+    if (st == State::kLoggingIn || st == State::kOnline || st == State::kLeaving) Consume(local, data, n);
+  });
+  // A frame the client answered while consuming went into the uplink: pass it on if it is due too.
+  link->Pop(LinkParams::kUp, now, [&](const uint8_t* data, uint32_t n) { Write(local, data, n); });
+  wheel_.Cancel(LinkTimerId(local));
+  ArmLinkTimer(local, link->NextDue(now));
+}
+
 void LoadShard::Impl::Flush() {
   for (uint32_t local : dirty_) {
     Client& c = clients_[local];
     c.flags &= static_cast<uint8_t>(~kDirty);
-    if ((c.state == State::kLoggingIn || c.state == State::kOnline) && !(c.flags & kSendInflight)) SubmitSend(local);
+    if ((c.state == State::kLoggingIn || c.state == State::kOnline || c.state == State::kLeaving) &&
+        !(c.flags & kSendInflight)) {
+      SubmitSend(local);
+    }
   }
   dirty_.clear();
 }
@@ -594,8 +996,13 @@ void LoadShard::Impl::SubmitSend(uint32_t local) {
   core::OutQueue* q = c.out;
   if (q == nullptr) return;
   if (!q->Ready()) return;
+  uint32_t len = q->send_len();
+  // Fragmentation: a weak link cuts writes into small pieces, so frames reach the gateway split.
+  if (const Link* link = LinkOf(c); link != nullptr && link->params().max_segment != 0) {
+    len = std::min(len, link->params().max_segment);
+  }
   io_uring_sqe* sqe = ring_.Sqe();
-  io_uring_prep_send(sqe, c.slot, q->send_data(), q->send_len(), MSG_NOSIGNAL);
+  io_uring_prep_send(sqe, c.slot, q->send_data(), len, MSG_NOSIGNAL);
   sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(sqe, PackUserData(kOpSend, c.gen, local));
   c.flags |= kSendInflight;
@@ -609,7 +1016,8 @@ void LoadShard::Impl::OnSend(uint32_t local, const io_uring_cqe* cqe) {
     return;
   }
   if (cqe->res < 0) {
-    Close(local, true);
+    if (c.state != State::kLeaving) s_->counters_.disconnects.Inc();
+    Close(local, c.state != State::kLeaving || (c.flags & kReconnect));
     return;
   }
   core::OutQueue* q = c.out;
@@ -619,6 +1027,38 @@ void LoadShard::Impl::OnSend(uint32_t local, const io_uring_cqe* cqe) {
   }
   core::OutQueue::Free(q);
   c.out = nullptr;
+  // The LOGOUT is written: the session is over from the client's side.
+  if (c.state == State::kLeaving) Close(local, (c.flags & kReconnect) != 0);
+}
+
+void LoadShard::Impl::Drop(uint32_t local, Leave how, bool reconnect) {
+  Client& c = clients_[local];
+  if (c.state != State::kOnline) {
+    Close(local, reconnect, how == Leave::kReset);
+    return;
+  }
+  switch (how) {
+    case Leave::kLogout: {
+      proto::LogoutBody logout;
+      Queue(local, 0, logout);
+      s_->counters_.online.Add(-1);
+      if (reconnect) {
+        c.flags |= kReconnect;
+        c.t_down = core::MonoNanos();
+      } else {
+        c.flags &= static_cast<uint8_t>(~kReconnect);
+      }
+      c.state = State::kLeaving;
+      ArmTimer(local, core::MonoNanos() + kLeaveFallbackNs);
+      break;
+    }
+    case Leave::kClose:
+      Close(local, reconnect);
+      break;
+    case Leave::kReset:
+      Close(local, reconnect, true);
+      break;
+  }
 }
 
 void LoadShard::Impl::Close(uint32_t local, bool reconnect, bool reset) {
@@ -629,8 +1069,15 @@ void LoadShard::Impl::Close(uint32_t local, bool reconnect, bool reset) {
     s_->counters_.online.Add(-1);
     if (reconnect) c.t_down = now;
   }
-  if (c.state == State::kOnline || c.state == State::kLoggingIn) s_->counters_.connected.Add(-1);
+  if (c.state == State::kOnline || c.state == State::kLoggingIn || c.state == State::kLeaving) {
+    s_->counters_.connected.Add(-1);
+  }
   s_->counters_.closes.Inc();
+  if (Link* link = LinkOf(c)) {
+    if (link->nat_dead()) s_->counters_.nat_blackholes.Inc();
+    link->DropPending();
+    wheel_.Cancel(LinkTimerId(local));
+  }
   c.state = State::kClosing;
   if (reconnect && Running(now)) {
     c.flags |= kReconnect;
@@ -695,7 +1142,7 @@ void LoadShard::Impl::RunStorms(uint64_t now) {
       uint64_t h = storm.random ? rng_() : (c.index + 1) * 0x9e3779b97f4a7c15ull;
       if ((h >> 32) % 10000 >= bound) continue;
       s_->counters_.storm_drops.Inc();
-      Close(local, true, storm.reset);
+      Drop(local, storm.leave, true);
     }
   }
 }
@@ -713,11 +1160,14 @@ void LoadShard::Impl::MaybeFinishClose(uint32_t local) {
     c.carry = nullptr;
   }
   c.slot = -1;
-  if ((c.flags & kReconnect) && !finishing_) {
+  c.syncing = 0;
+  if (finishing_) {
+    SetDone(c);
+  } else if (c.flags & kReconnect) {
     c.flags &= static_cast<uint8_t>(~kReconnect);
     ScheduleReconnect(local, core::MonoNanos());
   } else {
-    SetDone(c);
+    NextJoin(local, std::max(core::MonoNanos(), c.leave_at == kNever ? 0 : c.leave_at));
   }
 }
 
@@ -740,6 +1190,9 @@ void LoadShard::Impl::ScheduleReconnect(uint32_t local, uint64_t now) {
 }
 
 Engine::Engine(EngineConfig config) : config_(std::move(config)) {
+  if (config_.joins.empty()) {
+    config_.joins.push_back(Wave{0, config_.clients, 0, config_.connect_rate, Leave::kLogout});
+  }
   // The shards exist from the start (idle until Run) so a metrics endpoint may read them at any time.
   for (uint32_t i = 0; i < config_.shards; ++i) shards_.push_back(std::make_unique<LoadShard>(this, i));
 }
@@ -758,7 +1211,12 @@ absl::Status Engine::Run(uint64_t live_interval_ms) {
     usleep(100000);
     uint64_t now = core::MonoNanos();
     done = true;
-    for (auto& s : shards_) done = done && s->finished();
+    int64_t online_now = 0;
+    for (auto& s : shards_) {
+      done = done && s->finished();
+      online_now += s->counters().online.Get();
+    }
+    online_peak_ = std::max<uint64_t>(online_peak_, static_cast<uint64_t>(std::max<int64_t>(0, online_now)));
     if (live_line && now >= next) {
       next += live_interval_ms * 1000000ull;
       uint64_t connected = 0, online = 0, sent = 0, delivered = 0, errors = 0, reconnects = 0, connects = 0;

@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "loadgen/histogram.h"
 #include "loadgen/ledger.h"
+#include "loadgen/netsim.h"
 #include "metrics/metrics.h"
 
 namespace longlink::loadgen {
@@ -34,12 +35,35 @@ struct Destination {
 // At `at_ms` into the run, a cohort of `fraction` of the connected clients loses its connections at once
 // (with a FIN, or an RST when `reset`), and reconnects with backoff. Churn phases are one such event per
 // second with a random cohort each time.
+// How a client leaves when the scenario takes it down: LOGOUT then close, a plain close, or an RST.
+enum class Leave : uint8_t { kLogout, kClose, kReset };
+
 struct StormEvent {
   uint64_t at_ms = 0;
   double fraction = 0;
-  bool reset = false;
+  Leave leave = Leave::kClose;
   bool random = false;  // a fresh random cohort (churn) rather than a fixed one chosen by client index
 };
+
+// Clients [first, first + count) connect (a join wave) or leave for good (a leave wave), starting at
+// start_ms into the run, `rate` per second in index order (0: all at once). Ramps and spikes are join
+// waves; drains and the end of a spike are leave waves. A client may leave and join again later.
+struct Wave {
+  uint32_t first = 0;
+  uint32_t count = 0;
+  uint64_t start_ms = 0;
+  double rate = 0;
+  Leave leave = Leave::kLogout;  // leave waves only
+};
+
+// `percent` of the clients (chosen by a hash of the client index and the seed) run on this network.
+struct NetShare {
+  std::string name;
+  double percent = 0;
+  LinkParams params;
+};
+
+enum class PayloadDist : uint8_t { kFixed, kUniform, kLognormal };
 
 // What the engine runs; built from a Scenario.
 struct EngineConfig {
@@ -64,12 +88,39 @@ struct EngineConfig {
   uint64_t seed = 1;
   uint32_t max_lag_ms = 100;  // generator lag (p99) beyond which the run is invalid
   std::vector<StormEvent> storms;
+  std::vector<Wave> joins;   // when empty, every client joins at connect_rate from the start
+  std::vector<Wave> leaves;
+  // Heartbeats: fixed at the server's interval, or adaptive (grow by step after `hb_successes` answered
+  // PINGs in a row, up to hb_max_ms and never past 80% of the server's timeout; multiply by hb_backoff when
+  // a PONG is missed). A PING unanswered for pong_timeout_ms means the connection is dead: the client
+  // closes it and reconnects, as a mobile app does.
+  bool hb_adaptive = false;
+  uint32_t hb_initial_ms = 20000;
+  uint32_t hb_max_ms = 80000;
+  uint32_t hb_step_ms = 10000;
+  double hb_backoff = 0.5;
+  uint32_t hb_successes = 3;
+  uint32_t pong_timeout_ms = 10000;
+  // Background apps beat `bg_multiplier` times less often; clients switch state at random,
+  // bg_switches_per_hour on average, keeping bg_fraction of them in the background.
+  double bg_fraction = 0;
+  double bg_multiplier = 2;
+  double bg_switches_per_hour = 0;
+  PayloadDist payload_dist = PayloadDist::kFixed;
+  uint32_t payload_min = 8;
+  uint32_t payload_max = 64;
+  double payload_median = 64;
+  double payload_sigma = 1;
+  std::vector<NetShare> network;  // empty: every client on a perfect network
+  std::vector<Destination> sources;  // source addresses (port 0), bound with IP_BIND_ADDRESS_NO_PORT
 };
 
 // Counters a shard bumps (relaxed stores only) and the reporter reads.
 struct ShardCounters {
   metrics::Counter connects, connect_errors, logins, login_failures, sent, acked, delivered, duplicates, pings, pongs,
-      reconnects, closes, protocol_errors, push_acks, syncs, unclean_closes, storm_drops, online_at_end;
+      reconnects, closes, protocol_errors, push_acks, syncs, unclean_closes, storm_drops, online_at_end, leaves,
+      pong_timeouts, hb_grows, hb_backoffs, bg_switches, flaps, zombies, zombies_reaped, zombies_unreaped,
+      nat_blackholes, stalls, sync_gaps, kicks, disconnects, payload_bytes;
   metrics::Gauge connected, online;
 };
 
@@ -87,7 +138,7 @@ class LoadShard {
 
   // Latency histograms, owned by the shard thread; read them after Join().
   struct Latencies {
-    Histogram connect, login, heartbeat_rtt, send_ack, end_to_end, reconnect, lag;
+    Histogram connect, login, heartbeat_rtt, send_ack, end_to_end, reconnect, lag, zombie_reap, sync, heartbeat_interval;
   };
   const Latencies& latencies() const { return lat_; }
   const LedgerShard& ledger() const { return ledger_; }
@@ -122,6 +173,8 @@ class Engine {
   uint64_t start_ns() const { return start_ns_; }
   uint64_t end_ns() const { return end_ns_; }
   std::atomic<bool>& stop() { return stop_; }
+  // Most clients logged in at once, sampled every 100 ms by Run.
+  uint64_t online_peak() const { return online_peak_; }
 
  private:
   EngineConfig config_;
@@ -129,6 +182,7 @@ class Engine {
   uint64_t start_ns_ = 0;
   uint64_t end_ns_ = 0;
   std::atomic<bool> stop_{false};
+  uint64_t online_peak_ = 0;
 };
 
 // Parses "host:port" or "[v6]:port" into a Target.

@@ -12,6 +12,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
+#include <netinet/in.h>
 #include "core/cli.h"
 #include "loadgen/engine.h"
 #include "loadgen/report.h"
@@ -27,74 +28,127 @@ namespace {
 absl::Status Unsupported(const ll::Scenario& s) {
   if (s.target.protocol != ll::Protocol::kLongLink)
     return absl::UnimplementedError("target.protocol: only longlink is implemented");
-  if (!s.target.source_addresses.empty())
-    return absl::UnimplementedError("target.source_addresses: not implemented yet");
-  for (const ll::ProfileShare& p : s.network.mix) {
-    if (p.name != "none" && p.percent > 0) {
-      return absl::UnimplementedError("network.mix: weak-network simulation is not implemented yet (profile '" +
-                                      p.name + "')");
-    }
-  }
-  for (const ll::Phase& p : s.phases) {
-    if (p.kind != ll::PhaseKind::kRamp && p.kind != ll::PhaseKind::kHold && p.kind != ll::PhaseKind::kStorm &&
-        p.kind != ll::PhaseKind::kChurn) {
-      return absl::UnimplementedError(std::string("phases: only ramp, hold, storm and churn are implemented yet, not ") +
-                                      std::string(ll::PhaseKindName(p.kind)));
-    }
-    if ((p.kind == ll::PhaseKind::kStorm || p.kind == ll::PhaseKind::kChurn) && p.drop == ll::DropMode::kLogout) {
-      return absl::UnimplementedError(std::string("phases: ") + std::string(ll::PhaseKindName(p.kind)) +
-                                      " with drop: logout is not implemented yet (close or reset)");
-    }
-  }
   if (s.messaging.targets == ll::TargetSelection::kGroups)
     return absl::UnimplementedError("messaging.targets: groups are not implemented yet");
-  if (s.heartbeat.mode != ll::HeartbeatMode::kFixed)
-    return absl::UnimplementedError("heartbeat.mode: only fixed is implemented yet");
   if (!s.auth.devices_distribution.empty())
     return absl::UnimplementedError("auth.devices_distribution: not implemented yet");
   return absl::OkStatus();
 }
 
+ll::Leave LeaveOf(ll::DropMode d) {
+  switch (d) {
+    case ll::DropMode::kLogout:
+      return ll::Leave::kLogout;
+    case ll::DropMode::kClose:
+      return ll::Leave::kClose;
+    case ll::DropMode::kReset:
+      return ll::Leave::kReset;
+  }
+  return ll::Leave::kClose;
+}
+
+uint32_t Ms(absl::Duration d) { return static_cast<uint32_t>(absl::ToInt64Milliseconds(d)); }
+
+absl::StatusOr<ll::Destination> ToDestination(const std::string& host, uint16_t port) {
+  ll::Destination t;
+  std::string text = host.find(':') != std::string::npos ? "[" + host + "]:" + std::to_string(port)
+                                                         : host + ":" + std::to_string(port);
+  absl::Status st = ll::ParseTarget(text, &t);
+  if (!st.ok()) return st;
+  return t;
+}
+
 absl::StatusOr<ll::EngineConfig> ToEngineConfig(const ll::Scenario& s) {
   ll::EngineConfig c;
   for (const ll::Endpoint& e : s.target.addresses) {
-    ll::Destination t;
-    std::string text = e.host.find(':') != std::string::npos ? "[" + e.host + "]:" + std::to_string(e.port)
-                                                             : e.host + ":" + std::to_string(e.port);
-    absl::Status st = ll::ParseTarget(text, &t);
-    if (!st.ok()) return st;
-    c.targets.push_back(t);
+    absl::StatusOr<ll::Destination> t = ToDestination(e.host, e.port);
+    if (!t.ok()) return t.status();
+    c.targets.push_back(*t);
+  }
+  for (const std::string& host : s.target.source_addresses) {
+    // ParseTarget wants a port; a source takes port 0 (chosen by connect, IP_BIND_ADDRESS_NO_PORT).
+    absl::StatusOr<ll::Destination> t = ToDestination(host, 1);
+    if (!t.ok()) return absl::InvalidArgumentError("target.source_addresses: " + std::string(t.status().message()));
+    if (t->addr.ss_family != c.targets[0].addr.ss_family) {
+      return absl::InvalidArgumentError("target.source_addresses: " + host +
+                                        " is not of the same address family as the targets");
+    }
+    if (t->addr.ss_family == AF_INET) {
+      reinterpret_cast<sockaddr_in*>(&t->addr)->sin_port = 0;
+    } else {
+      reinterpret_cast<sockaddr_in6*>(&t->addr)->sin6_port = 0;
+    }
+    c.sources.push_back(*t);
   }
   c.clients = static_cast<uint32_t>(s.clients);
   c.shards = s.shards != 0 ? s.shards : std::max(1u, std::thread::hardware_concurrency());
   c.connect_rate = s.connect_rate;
-  for (const ll::Phase& p : s.phases) {
-    if (p.kind == ll::PhaseKind::kRamp && p.connect_rate > 0) {
-      c.connect_rate = p.connect_rate;
-      break;
-    }
-  }
   c.duration_ms = static_cast<uint64_t>(absl::ToInt64Milliseconds(s.duration));
+  // Phases become join and leave waves over client index ranges, and storm events.
   absl::Duration at = absl::ZeroDuration();
+  uint32_t connected = 0;
   for (const ll::Phase& p : s.phases) {
-    if (p.kind == ll::PhaseKind::kStorm) {
-      c.storms.push_back(ll::StormEvent{static_cast<uint64_t>(absl::ToInt64Milliseconds(at)), p.percent / 100.0,
-                                        p.drop == ll::DropMode::kReset});
-    }
-    if (p.kind == ll::PhaseKind::kChurn) {
-      // Churn is a storm of percent% of the connected clients, chosen afresh, every second of the phase.
-      for (int64_t ms = 0; ms < absl::ToInt64Milliseconds(p.duration); ms += 1000) {
-        c.storms.push_back(ll::StormEvent{static_cast<uint64_t>(absl::ToInt64Milliseconds(at) + ms),
-                                          p.percent / 100.0, p.drop == ll::DropMode::kReset, /*random=*/true});
-      }
+    const uint64_t at_ms = static_cast<uint64_t>(absl::ToInt64Milliseconds(at));
+    switch (p.kind) {
+      case ll::PhaseKind::kRamp:
+        if (p.target > connected) {
+          c.joins.push_back(ll::Wave{connected, static_cast<uint32_t>(p.target) - connected, at_ms, p.connect_rate});
+          connected = static_cast<uint32_t>(p.target);
+        }
+        break;
+      case ll::PhaseKind::kHold:
+        break;
+      case ll::PhaseKind::kSpike:
+        // Extra clients above those connected join at the spike's rate and leave together at its end.
+        c.joins.push_back(ll::Wave{connected, static_cast<uint32_t>(p.clients), at_ms, p.connect_rate});
+        c.leaves.push_back(ll::Wave{connected, static_cast<uint32_t>(p.clients),
+                                    at_ms + static_cast<uint64_t>(absl::ToInt64Milliseconds(p.duration)), 0,
+                                    ll::Leave::kLogout});
+        break;
+      case ll::PhaseKind::kDrain:
+        // The most recently joined clients leave, evenly over the phase, down to the target.
+        if (p.target < connected) {
+          uint32_t n = connected - static_cast<uint32_t>(p.target);
+          c.leaves.push_back(ll::Wave{static_cast<uint32_t>(p.target), n, at_ms,
+                                      n / std::max(0.001, absl::ToDoubleSeconds(p.duration)), LeaveOf(p.drop)});
+          connected = static_cast<uint32_t>(p.target);
+        }
+        break;
+      case ll::PhaseKind::kStorm:
+        c.storms.push_back(ll::StormEvent{at_ms, p.percent / 100.0, LeaveOf(p.drop)});
+        break;
+      case ll::PhaseKind::kChurn:
+        // Churn is a storm of percent% of the connected clients, chosen afresh, every second of the phase.
+        for (int64_t ms = 0; ms < absl::ToInt64Milliseconds(p.duration); ms += 1000) {
+          c.storms.push_back(ll::StormEvent{at_ms + static_cast<uint64_t>(ms), p.percent / 100.0, LeaveOf(p.drop),
+                                            /*random=*/true});
+        }
+        break;
     }
     at += p.duration;
   }
+  if (c.joins.empty()) return absl::InvalidArgumentError("phases: no phase connects any client (add a ramp)");
   c.msg_rate_per_client = s.messaging.rate_per_client;
   if (s.messaging.total_rate > 0 && s.clients > 0) c.msg_rate_per_client = s.messaging.total_rate / s.clients;
-  c.payload_bytes = std::max<uint32_t>(8, s.messaging.payload.distribution == ll::PayloadDistribution::kFixed
-                                              ? s.messaging.payload.size
-                                              : s.messaging.payload.max);
+  const ll::Payload& pl = s.messaging.payload;
+  switch (pl.distribution) {
+    case ll::PayloadDistribution::kFixed:
+      c.payload_dist = ll::PayloadDist::kFixed;
+      c.payload_min = c.payload_max = std::max<uint32_t>(8, pl.size);
+      break;
+    case ll::PayloadDistribution::kUniform:
+      c.payload_dist = ll::PayloadDist::kUniform;
+      c.payload_min = std::max<uint32_t>(8, pl.min);
+      c.payload_max = std::max<uint32_t>(c.payload_min, pl.max);
+      break;
+    case ll::PayloadDistribution::kLognormal:
+      c.payload_dist = ll::PayloadDist::kLognormal;
+      c.payload_min = std::max<uint32_t>(8, pl.min);
+      c.payload_max = std::max<uint32_t>(c.payload_min, pl.max);
+      c.payload_median = pl.median;
+      c.payload_sigma = pl.sigma;
+      break;
+  }
   c.devices_per_user = std::max<uint32_t>(1, s.auth.devices_per_user);
   c.target_self = s.messaging.targets == ll::TargetSelection::kSelf;
   c.auth_token = s.auth.mode == ll::AuthMode::kToken;
@@ -103,11 +157,26 @@ absl::StatusOr<ll::EngineConfig> ToEngineConfig(const ll::Scenario& s) {
     if (!secret.ok()) return secret.status();
     c.auth_secret = *secret;
   }
-  c.reconnect_initial_ms = static_cast<uint32_t>(absl::ToInt64Milliseconds(s.reconnect.initial));
-  c.reconnect_max_ms = static_cast<uint32_t>(absl::ToInt64Milliseconds(s.reconnect.max));
+  c.reconnect_initial_ms = Ms(s.reconnect.initial);
+  c.reconnect_max_ms = Ms(s.reconnect.max);
   c.reconnect_multiplier = s.reconnect.multiplier;
   c.push_ack = s.messaging.push_ack;
   c.sync_on_reconnect = s.messaging.sync_after_reconnect;
+  const ll::Heartbeat& h = s.heartbeat;
+  c.hb_adaptive = h.mode == ll::HeartbeatMode::kAdaptive;
+  c.hb_initial_ms = Ms(h.initial);
+  c.hb_max_ms = Ms(h.max);
+  c.hb_step_ms = Ms(h.step);
+  c.hb_backoff = h.backoff;
+  c.hb_successes = h.successes_per_step;
+  c.pong_timeout_ms = Ms(h.pong_timeout);
+  c.bg_fraction = h.background.fraction;
+  c.bg_multiplier = h.background.interval_multiplier;
+  c.bg_switches_per_hour = h.background.switches_per_hour;
+  for (const ll::ProfileShare& share : s.network.mix) {
+    if (share.percent <= 0) continue;
+    c.network.push_back(ll::NetShare{share.name, share.percent, ll::LinkParams::From(share.params)});
+  }
   c.seed = s.seed;
   return c;
 }

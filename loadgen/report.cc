@@ -76,6 +76,30 @@ Report BuildReport(const Engine& engine, const Scenario& scenario) {
   uint64_t connects = 0, connect_errors = 0, logins = 0, login_failures = 0, sent = 0, delivered = 0, duplicates = 0,
            pings = 0, pongs = 0, reconnects = 0, protocol_errors = 0, acked = 0, unclean = 0,
            storm_drops = 0, online_at_end = 0;
+  // Counters reported as they are, by their report name.
+  struct Plain {
+    const char* name;
+    uint64_t (*get)(const ShardCounters&);
+  };
+  static const Plain kPlain[] = {
+      {"leaves", [](const ShardCounters& c) { return c.leaves.Get(); }},
+      {"disconnects", [](const ShardCounters& c) { return c.disconnects.Get(); }},
+      {"kicks", [](const ShardCounters& c) { return c.kicks.Get(); }},
+      {"heartbeat_failures", [](const ShardCounters& c) { return c.pong_timeouts.Get(); }},
+      {"heartbeat_grows", [](const ShardCounters& c) { return c.hb_grows.Get(); }},
+      {"heartbeat_backoffs", [](const ShardCounters& c) { return c.hb_backoffs.Get(); }},
+      {"background_switches", [](const ShardCounters& c) { return c.bg_switches.Get(); }},
+      {"flaps", [](const ShardCounters& c) { return c.flaps.Get(); }},
+      {"stalls", [](const ShardCounters& c) { return c.stalls.Get(); }},
+      {"zombies", [](const ShardCounters& c) { return c.zombies.Get(); }},
+      {"zombies_reaped", [](const ShardCounters& c) { return c.zombies_reaped.Get(); }},
+      {"zombies_unreaped", [](const ShardCounters& c) { return c.zombies_unreaped.Get(); }},
+      {"nat_blackholes", [](const ShardCounters& c) { return c.nat_blackholes.Get(); }},
+      {"syncs", [](const ShardCounters& c) { return c.syncs.Get(); }},
+      {"sync_gaps", [](const ShardCounters& c) { return c.sync_gaps.Get(); }},
+      {"push_acks", [](const ShardCounters& c) { return c.push_acks.Get(); }},
+      {"payload_bytes", [](const ShardCounters& c) { return c.payload_bytes.Get(); }},
+  };
   std::vector<const LedgerShard*> ledgers;
   for (const auto& s : engine.shards()) {
     const ShardCounters& c = s->counters();
@@ -102,6 +126,9 @@ Report BuildReport(const Engine& engine, const Scenario& scenario) {
     all.end_to_end.Merge(l.end_to_end);
     all.reconnect.Merge(l.reconnect);
     all.lag.Merge(l.lag);
+    all.zombie_reap.Merge(l.zombie_reap);
+    all.sync.Merge(l.sync);
+    all.heartbeat_interval.Merge(l.heartbeat_interval);
     ledgers.push_back(&s->ledger());
   }
   r.ledger = Merge(std::span<const LedgerShard* const>(ledgers.data(), ledgers.size()));
@@ -112,8 +139,17 @@ Report BuildReport(const Engine& engine, const Scenario& scenario) {
                  Summarize("send_ack", all.send_ack),
                  Summarize("end_to_end", all.end_to_end),
                  Summarize("reconnect", all.reconnect),
+                 Summarize("sync", all.sync),
+                 Summarize("zombie_reap", all.zombie_reap),
+                 Summarize("heartbeat_interval", all.heartbeat_interval),
                  Summarize("generator_lag", all.lag)};
   auto& m = r.metrics;
+  for (const Plain& p : kPlain) {
+    uint64_t total = 0;
+    for (const auto& s : engine.shards()) total += p.get(s->counters());
+    m[p.name] = static_cast<double>(total);
+  }
+  m["connected_peak"] = static_cast<double>(engine.online_peak());
   uint64_t attempts = connects + connect_errors;
   m["connect_attempts"] = static_cast<double>(attempts);
   m["connect_errors"] = static_cast<double>(connect_errors);
@@ -141,7 +177,8 @@ Report BuildReport(const Engine& engine, const Scenario& scenario) {
     m[base + "_p999_ms"] = l.p999;
     m[base + "_max_ms"] = l.max;
   }
-  m["heartbeat_failures"] = static_cast<double>(pings - std::min(pings, pongs));
+  m["pings"] = static_cast<double>(pings);
+  m["pongs"] = static_cast<double>(pongs);
   m["protocol_errors"] = static_cast<double>(protocol_errors);
   m["unclean_closes"] = static_cast<double>(unclean);
   m["storm_drops"] = static_cast<double>(storm_drops);
@@ -190,6 +227,17 @@ void CollectMetrics(const Engine& engine, std::vector<prometheus::MetricFamily>*
       {"reconnects_total", "Reconnect attempts scheduled", [](const ShardCounters& c) { return c.reconnects.Get(); }},
       {"protocol_errors_total", "Unexpected or malformed frames",
        [](const ShardCounters& c) { return c.protocol_errors.Get(); }},
+      {"disconnects_total", "Connections lost that the scenario did not drop",
+       [](const ShardCounters& c) { return c.disconnects.Get(); }},
+      {"heartbeat_failures_total", "PINGs left unanswered past the pong timeout",
+       [](const ShardCounters& c) { return c.pong_timeouts.Get(); }},
+      {"flaps_total", "Simulated abrupt connection losses", [](const ShardCounters& c) { return c.flaps.Get(); }},
+      {"zombies_total", "Connections made half-open by the network simulation",
+       [](const ShardCounters& c) { return c.zombies.Get(); }},
+      {"zombies_reaped_total", "Half-open connections the gateway closed",
+       [](const ShardCounters& c) { return c.zombies_reaped.Get(); }},
+      {"leaves_total", "Clients taken down by drain and spike phases",
+       [](const ShardCounters& c) { return c.leaves.Get(); }},
   };
   for (const Item& item : kCounters) {
     auto f = metrics::CounterFamily(std::string("longlink_loadgen_") + item.name, item.help);
@@ -234,6 +282,19 @@ std::string RenderText(const Report& r, const Scenario& s) {
       m.at("connect_attempts"), m.at("connect_errors"), m.at("login_errors"), m.at("reconnects"),
       m.at("protocol_errors"), m.at("unclean_closes"), m.at("storm_drops"), m.at("online_at_end"));
   o << absl::StrFormat(
+      "  sessions      peak %.0f online, %.0f left by the scenario, %.0f lost connections, %.0f kicks, "
+      "%.0f heartbeat failures, heartbeat interval grew %.0f and backed off %.0f times, %.0f background "
+      "switches\n",
+      m.at("connected_peak"), m.at("leaves"), m.at("disconnects"), m.at("kicks"), m.at("heartbeat_failures"),
+      m.at("heartbeat_grows"), m.at("heartbeat_backoffs"), m.at("background_switches"));
+  if (!s.network.mix.empty()) {
+    o << absl::StrFormat(
+        "  network       %.0f flaps, %.0f stalls, %.0f NAT black holes, %.0f zombies (%.0f reaped by the "
+        "gateway, %.0f not reaped by the end)\n",
+        m.at("flaps"), m.at("stalls"), m.at("nat_blackholes"), m.at("zombies"), m.at("zombies_reaped"),
+        m.at("zombies_unreaped"));
+  }
+  o << absl::StrFormat(
       "  messages      %d sent, %d acked, %d expected deliveries, %d delivered, %d lost, %d duplicates, "
       "%d out of order, %d unacked at the end\n",
       l.sent, l.acked, l.expected_deliveries, l.delivered_unique, l.lost, l.duplicates, l.out_of_order, l.inflight);
@@ -242,7 +303,7 @@ std::string RenderText(const Report& r, const Scenario& s) {
                          static_cast<double>(l.sent) / r.elapsed_s,
                          static_cast<double>(l.delivered_unique) / r.elapsed_s);
   }
-  o << "  latency (ms)          count       p50       p90       p99     p99.9       max\n";
+  o << "  timings (ms)          count       p50       p90       p99     p99.9       max\n";
   for (const Report::Latency& lat : r.latencies) {
     o << absl::StrFormat("  %-16s %10d %9.2f %9.2f %9.2f %9.2f %9.2f\n", lat.name, lat.count, lat.p50, lat.p90, lat.p99,
                          lat.p999, lat.max);

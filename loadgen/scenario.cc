@@ -607,7 +607,9 @@ absl::Status ReadPhases(const YAML::Node& node, Marks* marks, Scenario* s) {
 absl::Status ReadHeartbeat(const YAML::Node& node, Marks* marks, Heartbeat* h) {
   ASSIGN_OR_RETURN(MapView m,
                    OpenMap(node, "heartbeat",
-                           {"mode", "initial", "max", "step", "backoff", "successes_per_step", "background"}, marks));
+                           {"mode", "initial", "max", "step", "backoff", "successes_per_step", "pong_timeout",
+                            "background"},
+                           marks));
   RETURN_IF_ERROR(m.Read("mode", &h->mode));
   if (h->mode != HeartbeatMode::kAdaptive) {
     for (absl::string_view key : {"initial", "max", "step", "backoff", "successes_per_step"}) {
@@ -619,6 +621,7 @@ absl::Status ReadHeartbeat(const YAML::Node& node, Marks* marks, Heartbeat* h) {
   RETURN_IF_ERROR(m.Read("step", &h->step));
   RETURN_IF_ERROR(m.Read("backoff", &h->backoff));
   RETURN_IF_ERROR(m.Read("successes_per_step", &h->successes_per_step));
+  RETURN_IF_ERROR(m.Read("pong_timeout", &h->pong_timeout));
   ASSIGN_OR_RETURN(MapView b, OpenMap(m.Get("background"), m.PathOf("background"),
                                       {"fraction", "interval_multiplier", "switches_per_hour"}, marks));
   RETURN_IF_ERROR(b.Read("fraction", &h->background.fraction));
@@ -1055,6 +1058,9 @@ absl::Status ValidateHeartbeat(const Heartbeat& h) {
   if (h.step <= absl::ZeroDuration()) return FieldError("heartbeat.step", "must be > 0");
   if (!(h.backoff > 0 && h.backoff < 1)) return FieldError("heartbeat.backoff", "must be in (0, 1)");
   if (h.successes_per_step < 1) return FieldError("heartbeat.successes_per_step", "must be >= 1");
+  if (h.pong_timeout < absl::Milliseconds(100) || h.pong_timeout > absl::Hours(1)) {
+    return FieldError("heartbeat.pong_timeout", "must be 100ms..1h");
+  }
   const Heartbeat defaults;
   if (h.mode == HeartbeatMode::kFixed &&
       (h.initial != defaults.initial || h.max != defaults.max || h.step != defaults.step ||
@@ -1529,6 +1535,7 @@ std::string ScenarioToYaml(const Scenario& s, bool redact_secret) {
     Put(e, "backoff", h.backoff);
     Put(e, "successes_per_step", h.successes_per_step);
   }
+  Put(e, "pong_timeout", h.pong_timeout);
   BeginSection(e, "background");
   Put(e, "fraction", h.background.fraction);
   Put(e, "interval_multiplier", h.background.interval_multiplier);

@@ -109,6 +109,8 @@ struct Heartbeat {
   absl::Duration step = absl::Seconds(10);
   double backoff = 0.5;
   uint32_t successes_per_step = 3;
+  // Any mode: a PING unanswered this long means the connection is dead; the client closes and reconnects.
+  absl::Duration pong_timeout = absl::Seconds(10);
   Background background;
   friend bool operator==(const Heartbeat&, const Heartbeat&) = default;
 };

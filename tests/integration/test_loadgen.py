@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 import unittest
 
 import llclient as ll
@@ -219,6 +220,249 @@ class LoadgenTest(unittest.TestCase):
         r = run_loadgen("--target=127.0.0.1:notaport", "--clients=1")
         self.assertEqual(r.returncode, 2)
         self.assertIn("target", r.stderr)
+
+
+WEAK = """
+name: weak-it
+target:
+  addresses: [127.0.0.1:{port}]
+clients: {clients}
+connect_rate: 1000
+duration: {duration}
+phases:
+  - kind: ramp
+    duration: 1s
+  - kind: hold
+    duration: {hold}
+heartbeat:
+{heartbeat}
+messaging:
+  rate_per_client: {rate}
+  targets: self
+  payload:
+    distribution: lognormal
+    median: 200
+    sigma: 1.0
+    min: 8
+    max: 8000
+reconnect:
+  initial: 100ms
+  max: 1s
+network:
+{network}
+"""
+
+
+class LoadgenWeakNetworkTest(unittest.TestCase):
+    """Simulated weak networks, zombies, heartbeats and phases against a gateway with a 3 s timeout."""
+
+    TIMEOUT_MS = 3000
+
+    @classmethod
+    def setUpClass(cls):
+        cls.gw = ll.Gateway("--heartbeat-interval=1s", "--heartbeat-timeout=3s", shards=2)
+        cls.tmp = tempfile.TemporaryDirectory()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.terminate()
+        cls.tmp.cleanup()
+
+    def run_weak(self, name, network, clients=200, duration=6, rate=1.0, heartbeat="  mode: fixed", extra=()):
+        path = os.path.join(self.tmp.name, name + ".yaml")
+        with open(path, "w") as f:
+            f.write(WEAK.format(port=self.gw.port, clients=clients, duration="%ds" % duration,
+                                hold="%ds" % (duration - 1), rate=rate, heartbeat=heartbeat, network=network))
+        report = os.path.join(self.tmp.name, name + ".json")
+        r = run_loadgen("--scenario=" + path, "--report-json=" + report, "--shards=2", *extra)
+        with open(report) as f:
+            rep = json.load(f)
+        return r, rep
+
+    def test_zombies_are_reaped_within_the_heartbeat_timeout(self):
+        before = self.gw.metric("longlink_gateway_heartbeat_timeouts_total")
+        # A clean link on which each connection turns half-open after 4 s on average.
+        r, rep = self.run_weak("zombies", """  mix:
+    wifi: 100
+  profiles:
+    wifi:
+      stall_probability: 0
+      flaps_per_hour: 0
+      zombies_per_hour: 900
+      nat_idle_timeout: 0s
+""", clients=200, duration=8, rate=0)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        m = rep["metrics"]
+        reap = rep["latency_ms"]["zombie_reap"]
+        self.assertGreater(m["zombies"], 40, r.stdout)
+        self.assertGreater(m["zombies_reaped"], 20, r.stdout)
+        self.assertEqual(m["zombies"], m["zombies_reaped"] + m["zombies_unreaped"], r.stdout)
+        self.assertEqual(reap["count"], m["zombies_reaped"])
+        # The gateway reaps a silent connection one timeout after the last frame it got; the last PING went
+        # out at most one interval (1 s) before the client fell silent. So the reap takes between
+        # timeout - interval and timeout, plus the gateway's 20 ms timer tick and scheduling.
+        self.assertLessEqual(reap["max"], self.TIMEOUT_MS + 250, r.stdout)
+        self.assertGreaterEqual(reap["p50"], self.TIMEOUT_MS - 1000 - 50, r.stdout)
+        self.assertIn("zombie_reap", r.stdout)
+        # Every reaped zombie was a heartbeat timeout at the gateway.
+        self.assertGreaterEqual(self.gw.metric("longlink_gateway_heartbeat_timeouts_total") - before,
+                                m["zombies_reaped"])
+        # Reaped zombies came back (the phone regained coverage) and the rest were online at the end.
+        self.assertEqual(rep["ledger"]["lost"], 0)
+
+    def test_weak_network_mix_loses_nothing(self):
+        before_bad = sum(self.gw.metric("longlink_gateway_closes_total", reason=r)
+                         for r in ("bad_frame", "frame_too_large"))
+        # Latency, jitter, thin bandwidth, stalls and 64-byte write fragments, but no drops: every
+        # acknowledged message must arrive, and the gateway must reassemble every split frame.
+        r, rep = self.run_weak("mix", """  mix:
+    3g: 40
+    edge: 30
+    lossy: 30
+  profiles:
+    3g: {flaps_per_hour: 0, zombies_per_hour: 0, nat_idle_timeout: 0s}
+    edge: {flaps_per_hour: 0, zombies_per_hour: 0, nat_idle_timeout: 0s}
+    lossy: {flaps_per_hour: 0, zombies_per_hour: 0, nat_idle_timeout: 0s, stall_probability: 0.2,
+            stall_duration: 500ms}
+""", clients=200, duration=8, rate=1.0)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        m = rep["metrics"]
+        led = rep["ledger"]
+        self.assertGreater(led["acked"], 500)
+        self.assertEqual(led["lost"], 0)
+        self.assertEqual(led["duplicates"], 0)
+        self.assertGreater(m["stalls"], 20)
+        self.assertEqual(m["protocol_errors"], 0)
+        self.assertEqual(sum(self.gw.metric("longlink_gateway_closes_total", reason=r)
+                             for r in ("bad_frame", "frame_too_large")), before_bad)
+        # The simulated latency shows: 3G/EDGE round trips are hundreds of milliseconds.
+        self.assertGreater(rep["latency_ms"]["heartbeat_rtt"]["p50"], 150)
+        self.assertGreater(rep["latency_ms"]["end_to_end"]["p99"], 400)
+        self.assertIn("network ", r.stdout)
+
+    def test_flaps_reconnect_and_sync(self):
+        r, rep = self.run_weak("flaps", """  mix:
+    4g: 100
+  profiles:
+    4g: {flaps_per_hour: 1800, zombies_per_hour: 0, nat_idle_timeout: 0s, stall_probability: 0}
+""", clients=200, duration=6, rate=0.5)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        m = rep["metrics"]
+        self.assertGreater(m["flaps"], 50, r.stdout)
+        self.assertGreaterEqual(m["reconnects"], m["flaps"] - 5)
+        self.assertGreaterEqual(m["syncs"], m["connect_attempts"] - m["connect_errors"] - 5)
+        self.assertEqual(rep["ledger"]["duplicates"], 0)
+
+    def test_adaptive_heartbeat_grows_and_backs_off_after_a_nat_timeout(self):
+        # The interval grows from 1 s by 1 s per answered PING (capped at 80% of the 3 s timeout); once it
+        # passes the NAT's 1.5 s idle limit the mapping expires, the PONG never comes, the client reconnects
+        # and halves its interval.
+        r, rep = self.run_weak("adaptive", """  mix:
+    wifi: 100
+  profiles:
+    wifi: {flaps_per_hour: 0, zombies_per_hour: 0, stall_probability: 0, nat_idle_timeout: 1500ms}
+""", clients=100, duration=10, rate=0, heartbeat="""  mode: adaptive
+  initial: 1s
+  step: 1s
+  max: 5s
+  backoff: 0.5
+  successes_per_step: 1
+  pong_timeout: 1s""")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        m = rep["metrics"]
+        self.assertGreater(m["heartbeat_grows"], 50, r.stdout)
+        self.assertGreater(m["nat_blackholes"], 20, r.stdout)
+        self.assertGreater(m["heartbeat_backoffs"], 20, r.stdout)
+        self.assertGreater(m["heartbeat_failures"], 20, r.stdout)
+        interval = rep["latency_ms"]["heartbeat_interval"]
+        self.assertLessEqual(interval["max"], 0.8 * self.TIMEOUT_MS * 1.01)
+        self.assertGreaterEqual(interval["max"], 1900)
+
+    def test_background_apps_beat_less_often(self):
+        r, rep = self.run_weak("background", "  mix:\n    none: 100", clients=200, duration=6, rate=0,
+                               heartbeat="""  mode: fixed
+  background:
+    fraction: 0.5
+    interval_multiplier: 2
+    switches_per_hour: 3600""")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        m = rep["metrics"]
+        self.assertGreater(m["background_switches"], 100)
+        interval = rep["latency_ms"]["heartbeat_interval"]
+        self.assertAlmostEqual(interval["p50"] if interval["p50"] > 1500 else interval["p99"], 2000, delta=30)
+        self.assertAlmostEqual(interval["p50"] if interval["p50"] < 1500 else 1000, 1000, delta=30)
+        self.assertEqual(m["heartbeat_failures"], 0)
+
+    def test_spike_and_drain_phases(self):
+        path = os.path.join(self.tmp.name, "phases.yaml")
+        with open(path, "w") as f:
+            f.write("""name: phases-it
+target:
+  addresses: [127.0.0.1:%d]
+clients: 600
+connect_rate: 1000
+duration: 10s
+phases:
+  - kind: ramp
+    target: 400
+  - kind: hold
+    duration: 1s
+  - kind: spike
+    clients: 200
+    connect_rate: 400
+    duration: 3s
+  - kind: drain
+    target: 100
+    duration: 3s
+  - kind: hold
+    duration: 2s
+messaging:
+  rate_per_client: 1
+  targets: self
+""" % self.gw.port)
+        logouts = self.gw.metric("longlink_gateway_closes_total", reason="logout")
+        report = os.path.join(self.tmp.name, "phases.json")
+        r = run_loadgen("--scenario=" + path, "--report-json=" + report, "--shards=2")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(report) as f:
+            rep = json.load(f)
+        m = rep["metrics"]
+        self.assertEqual(m["connected_peak"], 600)
+        self.assertEqual(m["leaves"], 500)  # 200 at the end of the spike, 300 drained
+        self.assertEqual(m["online_at_end"], 100)
+        self.assertEqual(m["disconnects"], 0)
+        self.assertEqual(rep["ledger"]["lost"], 0)
+        # Spike and drain leave with LOGOUT: the gateway counted each as a logout close.
+        self.gw.wait_metric("longlink_gateway_closes_total", lambda v: v - logouts >= 500, reason="logout")
+
+    def test_source_addresses_are_bound(self):
+        path = os.path.join(self.tmp.name, "sources.yaml")
+        with open(path, "w") as f:
+            f.write("""target:
+  addresses: [127.0.0.1:%d]
+  source_addresses: [127.0.0.2, 127.0.0.3]
+clients: 100
+duration: 4s
+""" % self.gw.port)
+        proc = subprocess.Popen([loadgen_binary(), "--scenario=" + path, "--shards=1"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 10
+            counts = {}
+            while time.monotonic() < deadline:
+                time.sleep(0.5)
+                out = subprocess.run(["ss", "-Htn", "state", "established", "( dport = :%d )" % self.gw.port],
+                                     capture_output=True, text=True).stdout
+                counts = {}
+                for line in out.splitlines():
+                    src = line.split()[2].rsplit(":", 1)[0]
+                    counts[src] = counts.get(src, 0) + 1
+                if sum(counts.values()) == 100:
+                    break
+            self.assertEqual(counts, {"127.0.0.2": 50, "127.0.0.3": 50})
+        finally:
+            out, err = proc.communicate(timeout=30)
+        self.assertEqual(proc.returncode, 0, out + err)
 
 
 if __name__ == "__main__":
