@@ -56,6 +56,18 @@ class TimerWheel {
   uint64_t now() const { return now_; }
   size_t armed_count() const { return armed_; }
 
+  // Ticks from now() to the first slot within the next `limit` ticks that holds any timer (overdue timers
+  // wait in the next slot, so they answer 1); `limit` when there is none. A slot's timers may belong to a
+  // later revolution, so this is a lower bound on the next expiry: enough to sleep until then. Costs at
+  // most `limit` slot reads.
+  uint64_t IdleTicks(uint64_t limit) const {
+    if (armed_ == 0) return limit;
+    for (uint64_t t = 1; t <= limit; ++t) {
+      if (heads_[SlotOf(now_ + t)] != kNone) return t;
+    }
+    return limit;
+  }
+
  private:
   // 16 bytes, so four nodes share a cache line and a million timers cost 16 MiB.
   struct Node {

@@ -338,7 +338,9 @@ void LoadShard::Impl::Loop() {
       }
       break;
     }
-    ring_.SubmitAndWait(kTickNs);
+    // Sleep until the next timer is due (up to 50 ms), not a fixed tick: a run with more shards than
+    // cores would otherwise wake every thread every millisecond for nothing.
+    ring_.SubmitAndWait(kTickNs * (dirty_.empty() ? wheel_.IdleTicks(finishing_ ? 1 : 50) : 1));
     unsigned head;
     unsigned seen = 0;
     io_uring_cqe* cqe;

@@ -42,6 +42,31 @@ TEST(TimerWheelTest, FiresEachTimerAtItsTick) {
   EXPECT_EQ(w.now(), 20u);
 }
 
+TEST(TimerWheelTest, IdleTicksBoundsTheNextExpiry) {
+  TimerWheel w(64, 100);
+  EXPECT_EQ(w.IdleTicks(50), 50u);  // nothing armed
+  w.Arm(1, 130);
+  EXPECT_EQ(w.IdleTicks(50), 30u);
+  EXPECT_EQ(w.IdleTicks(10), 10u);
+  w.Arm(2, 90);  // overdue: fires on the next Advance
+  EXPECT_EQ(w.IdleTicks(50), 1u);
+  w.Cancel(2);
+  // A timer a revolution away shares a slot with now + 6: IdleTicks answers early, never late.
+  w.Cancel(1);
+  w.Arm(3, 100 + 64 + 6);
+  EXPECT_EQ(w.IdleTicks(50), 6u);
+  // Sleeping IdleTicks at a time never passes an expiry.
+  w.Arm(4, 120);
+  uint64_t now = 100;
+  while (w.Armed(4)) {
+    uint64_t step = w.IdleTicks(50);
+    ASSERT_LE(now + step, 120u + 0u) << "slept past the expiry";
+    now += step;
+    w.Advance(now, [](uint32_t) {});
+  }
+  EXPECT_EQ(now, 120u);
+}
+
 TEST(TimerWheelTest, JumpWithinRevolutionFiresInTickOrder) {
   TimerWheel w(64);
   const std::vector<uint64_t> expiries = {40, 7, 63, 1, 22, 22, 50};
