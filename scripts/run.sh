@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds Release, starts longlink-gateway on loopback, runs
-# longlink-loadgen against it (clients connect, log in, heartbeat and exchange messages; a ledger checks
-# that no acknowledged message was lost or duplicated), prints the loadgen's report and a summary of the
-# gateway's own metrics, then drains the gateway with SIGTERM.
+# longlink-loadgen against it with loadgen/scenarios/mobile-mix.yaml (10,000 mobile clients on a mix of
+# simulated networks connect, log in, heartbeat adaptively, go to the background and back, flap, stall and
+# exchange messages; a ledger checks that no acknowledged message was lost or duplicated), prints the
+# loadgen's report and a summary of the gateway's own metrics, then drains the gateway with SIGTERM.
 #   scripts/run.sh [--clients N] [--seconds S] [--rate MSG_PER_S_PER_CLIENT] [--shards N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-clients=10000; seconds=30; rate=0.5; shards=2
+clients=10000; seconds=30; rate=; shards=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --clients) clients=$2; shift ;;
     --seconds) seconds=$2; shift ;;
     --rate) rate=$2; shift ;;
     --shards) shards=$2; shift ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n "2,8p" "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -39,8 +40,9 @@ mport=$(sed -E 's/.* metrics=([0-9]+).*/\1/' <<<"$line")
 status=0
 # Connections spread over four loopback destination addresses, so ephemeral ports never run out.
 targets="127.0.0.1:$port,127.0.0.2:$port,127.0.0.3:$port,127.0.0.4:$port"
-build-release/loadgen/longlink-loadgen --target="$targets" --clients="$clients" --connect-rate=2000 \
-  --duration="${seconds}s" --rate="$rate" --shards="$shards" --report-json="$log/report.json" || status=$?
+build-release/loadgen/longlink-loadgen --scenario=loadgen/scenarios/mobile-mix.yaml --target="$targets" \
+  --clients="$clients" --duration="${seconds}s" ${rate:+--rate="$rate"} --shards="$shards" \
+  --report-json="$log/report.json" || status=$?
 
 echo "gateway metrics:"
 python3 - "$mport" <<'PY'
