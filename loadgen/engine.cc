@@ -1200,8 +1200,20 @@ Engine::Engine(EngineConfig config) : config_(std::move(config)) {
 }
 Engine::~Engine() = default;
 
+namespace {
+uint64_t ResidentBytes() {
+  long pages = 0, resident = 0;
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  int n = std::fscanf(f, "%ld %ld", &pages, &resident);
+  std::fclose(f);
+  return n == 2 ? static_cast<uint64_t>(resident) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+}  // namespace
+
 absl::Status Engine::Run(uint64_t live_interval_ms) {
   bool live_line = live_interval_ms > 0;
+  rss_start_ = rss_peak_ = ResidentBytes();
   if (config_.targets.empty()) return absl::InvalidArgumentError("no target");
   start_ns_ = core::MonoNanos() + 50000000ull;
   end_ns_ = start_ns_ + config_.duration_ms * 1000000ull;
@@ -1219,6 +1231,7 @@ absl::Status Engine::Run(uint64_t live_interval_ms) {
       online_now += s->counters().online.Get();
     }
     online_peak_ = std::max<uint64_t>(online_peak_, static_cast<uint64_t>(std::max<int64_t>(0, online_now)));
+    rss_peak_ = std::max(rss_peak_, ResidentBytes());
     if (live_line && now >= next) {
       next += live_interval_ms * 1000000ull;
       uint64_t connected = 0, online = 0, sent = 0, delivered = 0, errors = 0, reconnects = 0, connects = 0;

@@ -175,6 +175,9 @@ class Engine {
   std::atomic<bool>& stop() { return stop_; }
   // Most clients logged in at once, sampled every 100 ms by Run.
   uint64_t online_peak() const { return online_peak_; }
+  // The process's resident memory before the shards started and at its highest during the run.
+  uint64_t rss_start() const { return rss_start_; }
+  uint64_t rss_peak() const { return rss_peak_; }
 
  private:
   EngineConfig config_;
@@ -183,6 +186,8 @@ class Engine {
   uint64_t end_ns_ = 0;
   std::atomic<bool> stop_{false};
   uint64_t online_peak_ = 0;
+  uint64_t rss_start_ = 0;
+  uint64_t rss_peak_ = 0;
 };
 
 // Parses "host:port" or "[v6]:port" into a Target.

@@ -150,6 +150,12 @@ Report BuildReport(const Engine& engine, const Scenario& scenario) {
     m[p.name] = static_cast<double>(total);
   }
   m["connected_peak"] = static_cast<double>(engine.online_peak());
+  // Everything the run added to the generator's memory (client state, rings, buffers, ledger, histograms),
+  // per simulated client.
+  m["memory_per_client_bytes"] =
+      scenario.clients == 0 ? 0
+                            : static_cast<double>(engine.rss_peak() - std::min(engine.rss_peak(), engine.rss_start())) /
+                                  static_cast<double>(scenario.clients);
   uint64_t attempts = connects + connect_errors;
   m["connect_attempts"] = static_cast<double>(attempts);
   m["connect_errors"] = static_cast<double>(connect_errors);
@@ -281,6 +287,8 @@ std::string RenderText(const Report& r, const Scenario& s) {
       "%.0f closes unfinished at the end; %.0f dropped by storms and churn; %.0f online at the end of the run\n",
       m.at("connect_attempts"), m.at("connect_errors"), m.at("login_errors"), m.at("reconnects"),
       m.at("protocol_errors"), m.at("unclean_closes"), m.at("storm_drops"), m.at("online_at_end"));
+  o << absl::StrFormat("  memory        %.0f bytes of generator memory per simulated client (peak RSS growth)\n",
+                       m.at("memory_per_client_bytes"));
   o << absl::StrFormat(
       "  sessions      peak %.0f online, %.0f left by the scenario, %.0f lost connections, %.0f kicks, "
       "%.0f heartbeat failures, heartbeat interval grew %.0f and backed off %.0f times, %.0f background "

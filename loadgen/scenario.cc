@@ -183,6 +183,7 @@ constexpr ThresholdMetric kMetrics[] = {
     {"storm_drops", "connections dropped by storm and churn phases"},
     {"online_at_end", "clients logged in when the run ended"},
     {"syncs", "SYNC requests sent"},
+    {"memory_per_client_bytes", "growth of the generator's resident memory over the run, per simulated client"},
     {"sync_gaps", "SYNCs started by a gap in the inbox sequence"},
     {"generator_lag_p99_ms", "how late the generator ran its own timers, 99th percentile"},
 };

@@ -58,6 +58,7 @@ metric() {  # sum of a gateway metric
 }
 slab_kib() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_bytes() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status"; }
 
 rss0=$(metric longlink_gateway_process_resident_memory_bytes)
 slab0=$(slab_kib)
@@ -72,6 +73,9 @@ build-release/loadgen/longlink-loadgen --target="${tlist%,}" --clients="$clients
   --duration="${duration}s" --rate=0 --shards="$shards" --live-interval=5s --report-json="$log/report.json" \
   >"$log/lg.out" 2>"$log/lg.err" &
 lg_pid=$!
+sleep 1
+lg_rss0=$(rss_bytes "$lg_pid")
+lg_cpu0=$(cpu_ticks "$lg_pid")
 
 # Sample the gateway during the hold, once everyone should be logged in.
 sleep $(( ramp + hold / 2 ))
@@ -79,6 +83,8 @@ sessions=$(metric longlink_gateway_sessions)
 rss1=$(metric longlink_gateway_process_resident_memory_bytes)
 slab1=$(slab_kib)
 gw_cpu1=$(cpu_ticks "$gw_pid")
+lg_rss1=$(rss_bytes "$lg_pid")
+lg_cpu1=$(cpu_ticks "$lg_pid")
 t1=$(date +%s.%N)
 unexpected=$(curl -s "http://127.0.0.1:$mport/metrics" | awk '$1 ~ /^longlink_gateway_closes_total/ {s += $NF} END {printf "%.0f", s}')
 wait "$lg_pid" || lg_status=$?
@@ -87,9 +93,9 @@ cat "$log/lg.out"
 
 hz=$(getconf CLK_TCK)
 echo "  connect rate asked: $rate/s; every client was due to connect within ${ramp}s"
-python3 - "$sessions" "$clients" "$rss0" "$rss1" "$slab0" "$slab1" "$gw_cpu0" "$gw_cpu1" "$hz" "$t0" "$t1" "$unexpected" "$log/report.json" <<'PY'
+python3 - "$sessions" "$clients" "$rss0" "$rss1" "$slab0" "$slab1" "$gw_cpu0" "$gw_cpu1" "$hz" "$t0" "$t1" "$unexpected" "$log/report.json" "$lg_rss0" "$lg_rss1" "$lg_cpu0" "$lg_cpu1" <<'PY'
 import json, sys
-(sessions, clients, rss0, rss1, slab0, slab1, c0, c1, hz, t0, t1, unexpected, rep) = sys.argv[1:]
+(sessions, clients, rss0, rss1, slab0, slab1, c0, c1, hz, t0, t1, unexpected, rep, lrss0, lrss1, lc0, lc1) = sys.argv[1:]
 sessions, clients = int(sessions), int(clients)
 rss0, rss1, slab0, slab1 = int(rss0), int(rss1), int(slab0) * 1024, int(slab1) * 1024
 r = json.load(open(rep))
@@ -102,6 +108,11 @@ print("  connects                     %d attempts, %d errors; connect p99 %.2f m
 print("  gateway RSS                  %.1f MiB -> %.1f MiB: %.0f bytes per connection" % (rss0 / 2**20, rss1 / 2**20, (rss1 - rss0) / max(1, sessions)))
 print("  kernel slab                  %.1f GiB -> %.1f GiB: %.0f bytes per connection (both ends)" % (slab0 / 2**30, slab1 / 2**30, (slab1 - slab0) / max(1, sessions)))
 print("  gateway CPU                  %.1f%% of one core over the run so far" % (100.0 * (int(c1) - int(c0)) / int(hz) / (float(t1) - float(t0))))
+print("  loadgen RSS                  %.1f MiB at mid-hold, %.0f bytes per client in all; the run added %.0f bytes "
+      "per client" % (int(lrss1) / 2**20, int(lrss1) / max(1, int(clients)), r["metrics"]["memory_per_client_bytes"]))
+print("  loadgen CPU                  %.1f%% of one core from its start to mid-hold" % (
+    100.0 * (int(lc1) - int(lc0)) / int(hz) / (float(t1) - float(t0) - 1)))
+print("  loadgen timer lag p99        %.2f ms (a run is valid below 100 ms)" % r["latency_ms"]["generator_lag"]["p99"])
 print("  heartbeat RTT (ms)           p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f (%d beats)" % (hb["p50"], hb["p99"], hb["p999"], hb["max"], hb["count"]))
 print("  gateway closes before the end %d (expected 0)" % int(unexpected))
 ok = sessions == clients and int(unexpected) == 0 and r["metrics"]["connect_errors"] == 0
