@@ -23,10 +23,13 @@
 #include "core/user_data.h"
 #include "gateway/auth/token.h"
 #include "protocol/frame.h"
+#include "protocol/websocket.h"
+#include "protocol/ws_upgrade.h"
 
 namespace longlink::loadgen {
 
 namespace proto = longlink::protocol;
+namespace ws = longlink::protocol::ws;
 using core::PackUserData;
 using core::UnpackUserData;
 
@@ -34,8 +37,15 @@ namespace {
 
 enum Op : uint8_t { kOpIgnore = 0, kOpSocket, kOpConnect, kOpRecv, kOpSend, kOpClose };
 
-// kLeaving: LOGOUT is on its way; the client closes once it is written (or the server closes first).
-enum class State : uint8_t { kWaiting, kConnecting, kLoggingIn, kOnline, kLeaving, kClosing, kDone };
+// kUpgrading: a WebSocket client waits for the server's 101. kLeaving: LOGOUT is on its way; the client
+// closes once it is written (or the server closes first).
+enum class State : uint8_t { kWaiting, kConnecting, kUpgrading, kLoggingIn, kOnline, kLeaving, kClosing, kDone };
+
+bool Live(State s) {
+  return s == State::kUpgrading || s == State::kLoggingIn || s == State::kOnline || s == State::kLeaving;
+}
+
+constexpr uint64_t kMaxWsMessage = 16u << 20;
 
 enum Flags : uint8_t { kRecvArmed = 1, kSendInflight = 2, kDirty = 4, kCloseInflight = 8, kReconnect = 16 };
 
@@ -115,10 +125,23 @@ class LoadShard::Impl {
   void OnRecv(uint32_t local, const io_uring_cqe* cqe);
   void OnSend(uint32_t local, const io_uring_cqe* cqe);
   void Consume(uint32_t local, const uint8_t* data, uint32_t len);
+  // WebSocket transports: the upgrade answer, then frames; each binary message is one longlink frame (or,
+  // for ws-echo, an echo to time).
+  void ConsumeWs(uint32_t local, const uint8_t* data, uint32_t len);
+  bool OnWsFrame(uint32_t local, const ws::FrameHeader& h, std::span<const uint8_t> payload);
+  void OnWsMessage(uint32_t local, std::span<const uint8_t> message);
+  void OnUpgraded(uint32_t local, uint64_t now);
+  void SendWsClose(uint32_t local);
+  // True if the client must wait for its output before closing (it is then kLeaving).
+  bool CloseAfterFlush(uint32_t local, bool reconnect);
+  void SendLogin(uint32_t local, uint64_t now);
+  void QueueWs(uint32_t local, ws::Opcode opcode, std::span<const uint8_t> payload);
+  void WriteRaw(uint32_t local, const uint8_t* data, uint32_t n);
   void HandleFrame(uint32_t local, const proto::Header& h, std::span<const uint8_t> body);
   void OnPush(uint32_t local, const proto::PushBody& push, uint64_t now);
   void SendSync(uint32_t local, uint64_t after, uint64_t now);
   void Drive(uint32_t local, uint64_t now);
+  void DriveEcho(uint32_t local, uint64_t now, bool running);
   uint64_t NextWake(const Client& c) const;
   void ArmTimer(uint32_t local, uint64_t at_ns) { wheel_.Arm(local, NsToTick(at_ns)); }
   // The link's timer: never moved later than it already is.
@@ -151,6 +174,12 @@ class LoadShard::Impl {
   }
   uint64_t DrawBackgroundSwitch(const Client& c, uint64_t now);
   Link* LinkOf(const Client& c) { return c.link == kNoLink ? nullptr : &links_[c.link]; }
+  bool UsesWs() const { return cfg_.transport != Transport::kTcp; }
+  ws::MaskKey NextMask() {
+    uint64_t r = rng_();
+    return ws::MaskKey{static_cast<uint8_t>(r), static_cast<uint8_t>(r >> 8), static_cast<uint8_t>(r >> 16),
+                       static_cast<uint8_t>(r >> 24)};
+  }
   uint32_t LinkTimerId(uint32_t local) const { return static_cast<uint32_t>(clients_.size()) + local; }
 
   LoadShard* s_;
@@ -161,6 +190,15 @@ class LoadShard::Impl {
   core::TimerWheel wheel_;
   std::vector<Client> clients_;
   std::vector<Link> links_;
+  // Per-client WebSocket state, only for the WebSocket transports.
+  struct WsState {
+    ws::MessageAssembler assembler{kMaxWsMessage, /*accept_text=*/true};
+    core::Carry* in = nullptr;  // bytes not parsed yet (the upgrade answer, partial frames)
+    std::vector<uint8_t> message;  // a fragmented message being assembled
+    ws::ClientKey key{};
+  };
+  std::vector<WsState> ws_;
+  std::vector<uint8_t> ws_scratch_ = std::vector<uint8_t>(1024);
   std::vector<uint32_t> dirty_;
   std::mt19937_64 rng_;
   std::vector<uint8_t> scratch_ = std::vector<uint8_t>(1024);
@@ -250,6 +288,7 @@ absl::Status LoadShard::Impl::Setup() {
   wheel_.Reserve(cfg_.network.empty() ? mine : 2 * mine);
   rng_.seed(cfg_.seed * 0x9e3779b97f4a7c15ull + s_->id_);
   clients_.resize(mine);
+  if (UsesWs()) ws_.resize(mine);
   payload_.assign(std::max<uint32_t>(8, cfg_.payload_max), 'x');
   uint32_t local = 0;
   const uint64_t now = core::MonoNanos();
@@ -323,6 +362,10 @@ void LoadShard::Impl::Loop() {
         if (c.state == State::kWaiting) SetDone(c);
         wheel_.Cancel(i);
         if (link != nullptr) wheel_.Cancel(LinkTimerId(i));
+        if (UsesWs() && c.state == State::kOnline && (link == nullptr || !link->dead())) {
+          SendWsClose(i);
+          if (CloseAfterFlush(i, false)) continue;
+        }
         Close(i, false);
       }
     }
@@ -430,8 +473,9 @@ void LoadShard::Impl::OnTimer(uint32_t id) {
       }
       break;
     case State::kConnecting:
+    case State::kUpgrading:
     case State::kLoggingIn:
-      // No connection or LOGIN_ACK within the login timeout.
+      // No connection, 101 or LOGIN_ACK within the login timeout.
       s_->counters_.login_failures.Inc();
       Close(local, true);
       break;
@@ -519,8 +563,36 @@ void LoadShard::Impl::OnConnect(uint32_t local, const io_uring_cqe* cqe) {
   s_->counters_.connected.Add(1);
   s_->lat_.connect.Record(now - std::min(now, c.t_connect));
   if (Link* link = LinkOf(c)) link->Reset(now);
-  c.state = State::kLoggingIn;
   c.t_login = now;
+  if (UsesWs()) {
+    // The HTTP/1.1 upgrade first; LOGIN (or, for ws-echo, nothing) once the 101 arrives.
+    WsState& w = ws_[local];
+    std::array<uint8_t, ws::kNonceSize> nonce;
+    for (size_t i = 0; i < nonce.size(); i += 8) {
+      uint64_t r = rng_();
+      std::memcpy(nonce.data() + i, &r, 8);
+    }
+    w.key = ws::MakeClientKey(nonce);
+    const Destination& t = cfg_.targets[c.index % cfg_.targets.size()];
+    ws::ClientUpgrade up;
+    up.host = t.text;
+    up.path = cfg_.ws_path;
+    up.key = std::string_view(w.key.data(), w.key.size());
+    up.subprotocols = cfg_.transport == Transport::kWebSocket ? ws::kSubprotocol : std::string_view();
+    uint8_t req[1024];
+    size_t n = ws::WriteUpgradeRequest(up, req);
+    c.state = State::kUpgrading;
+    WriteRaw(local, req, static_cast<uint32_t>(n));
+    ArmRecv(local);
+    return;
+  }
+  c.state = State::kLoggingIn;
+  SendLogin(local, now);
+  ArmRecv(local);
+}
+
+void LoadShard::Impl::SendLogin(uint32_t local, uint64_t now) {
+  Client& c = clients_[local];
   proto::LoginBody login;
   login.user_id = UserOf(c.index);
   login.device_id = DeviceOf(c.index);
@@ -531,7 +603,6 @@ void LoadShard::Impl::OnConnect(uint32_t local, const io_uring_cqe* cqe) {
     login.token = token;
   }
   Queue(local, 1, login);
-  ArmRecv(local);
 }
 
 void LoadShard::Impl::ArmRecv(uint32_t local) {
@@ -547,7 +618,7 @@ void LoadShard::Impl::ArmRecv(uint32_t local) {
 void LoadShard::Impl::OnRecv(uint32_t local, const io_uring_cqe* cqe) {
   Client& c = clients_[local];
   if (!(cqe->flags & IORING_CQE_F_MORE)) c.flags &= static_cast<uint8_t>(~kRecvArmed);
-  bool live = c.state == State::kLoggingIn || c.state == State::kOnline || c.state == State::kLeaving;
+  bool live = Live(c.state);
   uint64_t now = core::MonoNanos();
   if (cqe->res > 0) {
     uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
@@ -579,12 +650,16 @@ void LoadShard::Impl::OnRecv(uint32_t local, const io_uring_cqe* cqe) {
   if (c2.state == State::kClosing) {
     MaybeFinishClose(local);
   } else if (!(c2.flags & kRecvArmed) &&
-             (c2.state == State::kLoggingIn || c2.state == State::kOnline || c2.state == State::kLeaving)) {
+             Live(c2.state)) {
     ArmRecv(local);
   }
 }
 
 void LoadShard::Impl::Consume(uint32_t local, const uint8_t* data, uint32_t len) {
+  if (UsesWs()) {
+    ConsumeWs(local, data, len);
+    return;
+  }
   Client& c = clients_[local];
   std::span<const uint8_t> rest;
   core::SplitResult r = core::SplitFrames(
@@ -592,13 +667,194 @@ void LoadShard::Impl::Consume(uint32_t local, const uint8_t* data, uint32_t len)
       [&](const proto::Header& h, std::span<const uint8_t> body) {
         HandleFrame(local, h, body);
         State st = clients_[local].state;
-        return st == State::kLoggingIn || st == State::kOnline || st == State::kLeaving;
+        return Live(st);
       },
       &rest);
   if (r == core::SplitResult::kTooLarge || r == core::SplitResult::kBadFrame) {
     s_->counters_.protocol_errors.Inc();
     Close(local, true);
   }
+}
+
+void LoadShard::Impl::ConsumeWs(uint32_t local, const uint8_t* data, uint32_t len) {
+  WsState& w = ws_[local];
+  // Everything goes through the client's buffer: an upgrade answer or a frame may arrive in pieces.
+  if (w.in == nullptr) w.in = core::Carry::New(std::max<uint32_t>(256, len));
+  if (w.in->len + len > w.in->cap) w.in = core::Carry::Reserve(w.in, std::max(w.in->cap * 2, w.in->len + len));
+  std::memcpy(w.in->data + w.in->len, data, len);
+  w.in->len += len;
+  uint64_t now = core::MonoNanos();
+  size_t off = 0;
+  if (clients_[local].state == State::kUpgrading) {
+    std::string_view offered = cfg_.transport == Transport::kWebSocket ? ws::kSubprotocol : std::string_view();
+    ws::UpgradeResponseResult r = ws::ParseUpgradeResponse(std::span<const uint8_t>(w.in->data, w.in->len),
+                                                           std::string_view(w.key.data(), w.key.size()), offered);
+    if (r.status == ws::UpgradeStatus::kNeedMore) return;
+    if (r.status != ws::UpgradeStatus::kOk) {
+      s_->counters_.protocol_errors.Inc();
+      s_->counters_.login_failures.Inc();
+      Close(local, true);
+      return;
+    }
+    off = r.response.header_size;
+    OnUpgraded(local, now);
+  }
+  while (Live(clients_[local].state)) {
+    std::span<const uint8_t> rest(w.in->data + off, w.in->len - off);
+    ws::HeaderResult hr = ws::ParseFrameHeader(rest, ws::Role::kClient, kMaxWsMessage);
+    if (hr.status == ws::ParseStatus::kNeedMore) break;
+    if (hr.status == ws::ParseStatus::kError) {
+      s_->counters_.protocol_errors.Inc();
+      Close(local, true);
+      return;
+    }
+    const ws::FrameHeader& h = hr.header;
+    if (rest.size() < h.header_size + h.payload_length) break;
+    off += h.header_size + h.payload_length;
+    if (!OnWsFrame(local, h, rest.subspan(h.header_size, h.payload_length))) return;
+  }
+  WsState& w2 = ws_[local];  // the frame handlers never resize ws_, but may free the buffer on close
+  if (w2.in == nullptr) return;
+  if (off >= w2.in->len) {
+    w2.in->len = 0;
+  } else if (off > 0) {
+    std::memmove(w2.in->data, w2.in->data + off, w2.in->len - off);
+    w2.in->len -= static_cast<uint32_t>(off);
+  }
+}
+
+bool LoadShard::Impl::OnWsFrame(uint32_t local, const ws::FrameHeader& h, std::span<const uint8_t> payload) {
+  WsState& w = ws_[local];
+  switch (w.assembler.OnFrame(h, payload)) {
+    case ws::MessageAssembler::Action::kControl: {
+      uint64_t now = core::MonoNanos();
+      if (h.opcode == static_cast<uint8_t>(ws::Opcode::kPing)) {
+        QueueWs(local, ws::Opcode::kPong, payload);
+      } else if (h.opcode == static_cast<uint8_t>(ws::Opcode::kPong)) {
+        Client& c = clients_[local];
+        if (payload.size() == 8) {
+          uint64_t sent_at;
+          std::memcpy(&sent_at, payload.data(), 8);
+          s_->counters_.pongs.Inc();
+          s_->lat_.heartbeat_rtt.Record(now - std::min(now, sent_at));
+          c.ping_out = 0;
+        }
+      } else {
+        // The server closes: answer the close handshake, then close and reconnect.
+        SendWsClose(local);
+        s_->counters_.disconnects.Inc();
+        Close(local, true);
+        return false;
+      }
+      return true;
+    }
+    case ws::MessageAssembler::Action::kMessage:
+      OnWsMessage(local, payload);
+      break;
+    case ws::MessageAssembler::Action::kFragment:
+      w.message.insert(w.message.end(), payload.begin(), payload.end());
+      break;
+    case ws::MessageAssembler::Action::kFinalFragment: {
+      w.message.insert(w.message.end(), payload.begin(), payload.end());
+      std::vector<uint8_t> message;
+      message.swap(w.message);
+      OnWsMessage(local, message);
+      break;
+    }
+    case ws::MessageAssembler::Action::kError:
+      s_->counters_.protocol_errors.Inc();
+      Close(local, true);
+      return false;
+  }
+  return Live(clients_[local].state);
+}
+
+void LoadShard::Impl::OnWsMessage(uint32_t local, std::span<const uint8_t> message) {
+  uint64_t now = core::MonoNanos();
+  if (cfg_.transport == Transport::kWebSocketEcho) {
+    // An echo of one of our messages: its first 8 bytes are the intended send time.
+    if (message.size() >= 8) {
+      uint64_t sent_at;
+      std::memcpy(&sent_at, message.data(), 8);
+      s_->counters_.delivered.Inc();
+      s_->counters_.acked.Inc();
+      s_->lat_.end_to_end.Record(now - std::min(now, sent_at));
+    }
+    return;
+  }
+  // longlink.v1: each binary message carries exactly one longlink frame.
+  core::Carry* carry = nullptr;
+  std::span<const uint8_t> rest;
+  int frames = 0;
+  core::SplitResult r = core::SplitFrames(
+      &carry, message.data(), static_cast<uint32_t>(message.size()), kMaxWsMessage,
+      [&](const proto::Header& h, std::span<const uint8_t> body) {
+        ++frames;
+        HandleFrame(local, h, body);
+        return Live(clients_[local].state);
+      },
+      &rest);
+  if (carry != nullptr) {
+    std::free(carry);
+    frames = 0;  // a partial frame: not one whole frame per message
+  }
+  if (r == core::SplitResult::kTooLarge || r == core::SplitResult::kBadFrame || frames != 1) {
+    s_->counters_.protocol_errors.Inc();
+    Close(local, true);
+  }
+}
+
+bool LoadShard::Impl::CloseAfterFlush(uint32_t local, bool reconnect) {
+  Client& c = clients_[local];
+  if (c.state != State::kOnline || !(c.flags & kSendInflight)) return false;
+  // Output is still on its way: close once it is written (OnSend), as after a LOGOUT.
+  s_->counters_.online.Add(-1);
+  if (reconnect) {
+    c.flags |= kReconnect;
+    c.t_down = core::MonoNanos();
+  } else {
+    c.flags &= static_cast<uint8_t>(~kReconnect);
+  }
+  c.state = State::kLeaving;
+  if (!finishing_) ArmTimer(local, core::MonoNanos() + kLeaveFallbackNs);
+  return true;
+}
+
+void LoadShard::Impl::SendWsClose(uint32_t local) {
+  uint8_t frame[ws::kMaxHeaderSize + 2];
+  size_t n = ws::EncodeCloseFrame(static_cast<uint16_t>(ws::CloseCode::kNormal), "", NextMask(), frame);
+  WriteRaw(local, frame, static_cast<uint32_t>(n));
+  // Hand it to the kernel now: the close that follows queues its shutdown behind this send.
+  Flush();
+}
+
+void LoadShard::Impl::OnUpgraded(uint32_t local, uint64_t now) {
+  Client& c = clients_[local];
+  if (cfg_.transport == Transport::kWebSocket) {
+    c.state = State::kLoggingIn;
+    SendLogin(local, now);
+    return;
+  }
+  // ws-echo: the upgrade is the whole handshake.
+  s_->counters_.logins.Inc();
+  s_->counters_.online.Add(1);
+  s_->lat_.login.Record(now - c.t_login);
+  if (c.t_down != 0) {
+    s_->lat_.reconnect.Record(now - c.t_down);
+    c.t_down = 0;
+  }
+  c.state = State::kOnline;
+  c.attempts = 0;
+  c.hb_ms = cfg_.ws_ping_ms;
+  c.ping_out = 0;
+  c.next_ping = now + rng_() % HeartbeatNs(c);
+  if (cfg_.msg_rate_per_client > 0) {
+    double interval_ns = 1e9 / cfg_.msg_rate_per_client;
+    c.next_msg = now + static_cast<uint64_t>(std::uniform_real_distribution<double>(0, interval_ns)(rng_));
+  } else {
+    c.next_msg = kNever;
+  }
+  ArmTimer(local, NextWake(c));
 }
 
 void LoadShard::Impl::SendSync(uint32_t local, uint64_t after, uint64_t now) {
@@ -870,6 +1126,10 @@ void LoadShard::Impl::Drive(uint32_t local, uint64_t now) {
     return;
   }
   bool running = Running(now);
+  if (cfg_.transport == Transport::kWebSocketEcho) {
+    DriveEcho(local, now, running);
+    return;
+  }
   while (c.next_ping <= now) {
     proto::PingBody ping;
     ping.timestamp = c.next_ping;  // intended time: the round trip is measured from it
@@ -905,6 +1165,35 @@ void LoadShard::Impl::Drive(uint32_t local, uint64_t now) {
   ArmTimer(local, NextWake(c));
 }
 
+void LoadShard::Impl::DriveEcho(uint32_t local, uint64_t now, bool running) {
+  Client& c = clients_[local];
+  while (c.next_ping <= now) {
+    // A WebSocket ping whose payload is its intended time: the pong carries it back.
+    uint8_t stamp[8];
+    std::memcpy(stamp, &c.next_ping, 8);
+    QueueWs(local, ws::Opcode::kPing, stamp);
+    s_->counters_.pings.Inc();
+    s_->lat_.lag.Record(now - c.next_ping);
+    s_->lat_.heartbeat_interval.Record(HeartbeatNs(c));
+    if (c.ping_out == 0) c.ping_out = c.next_ping;
+    c.next_ping += HeartbeatNs(c);
+  }
+  if (cfg_.msg_rate_per_client > 0) {
+    double interval_ns = 1e9 / cfg_.msg_rate_per_client;
+    while (c.next_msg <= now && running) {
+      std::memcpy(payload_.data(), &c.next_msg, 8);
+      uint32_t size = PayloadSize();
+      QueueWs(local, ws::Opcode::kBinary, std::span<const uint8_t>(payload_.data(), size));
+      s_->counters_.sent.Inc();
+      s_->counters_.payload_bytes.Inc(size);
+      s_->lat_.lag.Record(now - c.next_msg);
+      c.next_msg += static_cast<uint64_t>(interval_ns);
+    }
+    if (!running) c.next_msg = kNever;
+  }
+  ArmTimer(local, NextWake(c));
+}
+
 uint32_t LoadShard::Impl::PayloadSize() {
   const uint32_t lo = std::max<uint32_t>(8, cfg_.payload_min);
   const uint32_t hi = std::max<uint32_t>(lo, cfg_.payload_max);
@@ -928,11 +1217,27 @@ void LoadShard::Impl::Queue(uint32_t local, uint32_t request_id, const Body& bod
   if (size > scratch_.size()) scratch_.resize(size);
   size_t n = proto::Encode(request_id, body, scratch_);
   if (n == 0) return;
+  if (UsesWs()) {
+    QueueWs(local, ws::Opcode::kBinary, std::span<const uint8_t>(scratch_.data(), n));
+    return;
+  }
+  WriteRaw(local, scratch_.data(), static_cast<uint32_t>(n));
+}
+
+void LoadShard::Impl::QueueWs(uint32_t local, ws::Opcode opcode, std::span<const uint8_t> payload) {
+  size_t need = payload.size() + ws::kMaxHeaderSize;
+  if (need > ws_scratch_.size()) ws_scratch_.resize(need);
+  size_t n = ws::EncodeMaskedFrame(opcode, true, payload, NextMask(), ws_scratch_);
+  if (n == 0) return;
+  WriteRaw(local, ws_scratch_.data(), static_cast<uint32_t>(n));
+}
+
+void LoadShard::Impl::WriteRaw(uint32_t local, const uint8_t* data, uint32_t n) {
   Client& c = clients_[local];
   if (Link* link = LinkOf(c)) {
     // Through the simulated uplink; PumpLink hands the bytes to the socket when they are due.
     uint64_t now = core::MonoNanos();
-    link->Push(LinkParams::kUp, now, scratch_.data(), static_cast<uint32_t>(n));
+    link->Push(LinkParams::kUp, now, data, n);
     uint64_t due = link->NextDue(now);
     if (due <= now) {
       PumpLink(local, now);
@@ -941,7 +1246,7 @@ void LoadShard::Impl::Queue(uint32_t local, uint32_t request_id, const Body& bod
     }
     return;
   }
-  Write(local, scratch_.data(), static_cast<uint32_t>(n));
+  Write(local, data, n);
 }
 
 void LoadShard::Impl::Write(uint32_t local, const uint8_t* data, uint32_t n) {
@@ -966,14 +1271,14 @@ void LoadShard::Impl::PumpLink(uint32_t local, uint64_t now) {
   Client& c = clients_[local];
   Link* link = LinkOf(c);
   if (link == nullptr) return;
-  if (c.state != State::kLoggingIn && c.state != State::kOnline && c.state != State::kLeaving) {
+  if (!Live(c.state)) {
     link->DropPending();
     return;
   }
   link->Pop(LinkParams::kUp, now, [&](const uint8_t* data, uint32_t n) { Write(local, data, n); });
   link->Pop(LinkParams::kDown, now, [&](const uint8_t* data, uint32_t n) {
     State st = clients_[local].state;
-    if (st == State::kLoggingIn || st == State::kOnline || st == State::kLeaving) Consume(local, data, n);
+    if (Live(st)) Consume(local, data, n);
   });
   // A frame the client answered while consuming went into the uplink: pass it on if it is due too.
   link->Pop(LinkParams::kUp, now, [&](const uint8_t* data, uint32_t n) { Write(local, data, n); });
@@ -985,7 +1290,7 @@ void LoadShard::Impl::Flush() {
   for (uint32_t local : dirty_) {
     Client& c = clients_[local];
     c.flags &= static_cast<uint8_t>(~kDirty);
-    if ((c.state == State::kLoggingIn || c.state == State::kOnline || c.state == State::kLeaving) &&
+    if (Live(c.state) &&
         !(c.flags & kSendInflight)) {
       SubmitSend(local);
     }
@@ -1039,6 +1344,12 @@ void LoadShard::Impl::Drop(uint32_t local, Leave how, bool reconnect) {
     Close(local, reconnect, how == Leave::kReset);
     return;
   }
+  if (how == Leave::kLogout && cfg_.transport == Transport::kWebSocketEcho) {
+    // An echo server knows no LOGOUT: a WebSocket close is the orderly goodbye.
+    SendWsClose(local);
+    if (!CloseAfterFlush(local, reconnect)) Close(local, reconnect);
+    return;
+  }
   switch (how) {
     case Leave::kLogout: {
       proto::LogoutBody logout;
@@ -1071,7 +1382,7 @@ void LoadShard::Impl::Close(uint32_t local, bool reconnect, bool reset) {
     s_->counters_.online.Add(-1);
     if (reconnect) c.t_down = now;
   }
-  if (c.state == State::kOnline || c.state == State::kLoggingIn || c.state == State::kLeaving) {
+  if (Live(c.state)) {
     s_->counters_.connected.Add(-1);
   }
   s_->counters_.closes.Inc();
@@ -1163,6 +1474,13 @@ void LoadShard::Impl::MaybeFinishClose(uint32_t local) {
   }
   c.slot = -1;
   c.syncing = 0;
+  if (UsesWs()) {
+    WsState& w = ws_[local];
+    std::free(w.in);
+    w.in = nullptr;
+    w.assembler.Reset();
+    std::vector<uint8_t>().swap(w.message);
+  }
   if (finishing_) {
     SetDone(c);
   } else if (c.flags & kReconnect) {

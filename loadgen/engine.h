@@ -65,6 +65,11 @@ struct NetShare {
 
 enum class PayloadDist : uint8_t { kFixed, kUniform, kLognormal };
 
+// How a client talks to its target: the longlink protocol over plain TCP, longlink frames carried one per
+// binary WebSocket message (subprotocol longlink.v1), or generic WebSocket echo (upgrade, WebSocket pings,
+// binary messages whose echo is timed) against any echo server.
+enum class Transport : uint8_t { kTcp, kWebSocket, kWebSocketEcho };
+
 // What the engine runs; built from a Scenario.
 struct EngineConfig {
   std::vector<Destination> targets;
@@ -113,6 +118,9 @@ struct EngineConfig {
   double payload_sigma = 1;
   std::vector<NetShare> network;  // empty: every client on a perfect network
   std::vector<Destination> sources;  // source addresses (port 0), bound with IP_BIND_ADDRESS_NO_PORT
+  Transport transport = Transport::kTcp;
+  std::string ws_path = "/";
+  uint32_t ws_ping_ms = 30000;  // ws-echo: the WebSocket ping interval (no server announces one)
 };
 
 // Counters a shard bumps (relaxed stores only) and the reporter reads.

@@ -26,8 +26,6 @@ namespace {
 // What this engine build runs of a scenario. Parts of the scenario model that the engine does not act on
 // yet are refused here rather than silently ignored.
 absl::Status Unsupported(const ll::Scenario& s) {
-  if (s.target.protocol != ll::Protocol::kLongLink)
-    return absl::UnimplementedError("target.protocol: only longlink is implemented");
   if (s.messaging.targets == ll::TargetSelection::kGroups)
     return absl::UnimplementedError("messaging.targets: groups are not implemented yet");
   if (!s.auth.devices_distribution.empty())
@@ -177,6 +175,19 @@ absl::StatusOr<ll::EngineConfig> ToEngineConfig(const ll::Scenario& s) {
     if (share.percent <= 0) continue;
     c.network.push_back(ll::NetShare{share.name, share.percent, ll::LinkParams::From(share.params)});
   }
+  switch (s.target.protocol) {
+    case ll::Protocol::kLongLink:
+      c.transport = ll::Transport::kTcp;
+      break;
+    case ll::Protocol::kWebSocket:
+      c.transport = ll::Transport::kWebSocket;
+      break;
+    case ll::Protocol::kWebSocketEcho:
+      c.transport = ll::Transport::kWebSocketEcho;
+      break;
+  }
+  c.ws_path = s.target.ws_path;
+  c.ws_ping_ms = Ms(s.target.ws_ping_interval);
   c.seed = s.seed;
   return c;
 }

@@ -184,6 +184,8 @@ Report BuildReport(const Engine& engine, const Scenario& scenario) {
     m[base + "_max_ms"] = l.max;
   }
   m["pings"] = static_cast<double>(pings);
+  m["echo_sent"] = static_cast<double>(sent);
+  m["echo_received"] = static_cast<double>(delivered);
   m["pongs"] = static_cast<double>(pongs);
   m["protocol_errors"] = static_cast<double>(protocol_errors);
   m["unclean_closes"] = static_cast<double>(unclean);
@@ -301,6 +303,9 @@ std::string RenderText(const Report& r, const Scenario& s) {
         "gateway, %.0f not reaped by the end)\n",
         m.at("flaps"), m.at("stalls"), m.at("nat_blackholes"), m.at("zombies"), m.at("zombies_reaped"),
         m.at("zombies_unreaped"));
+  }
+  if (s.target.protocol == Protocol::kWebSocketEcho) {
+    o << absl::StrFormat("  echo          %.0f messages sent, %.0f echoed back\n", m.at("echo_sent"), m.at("echo_received"));
   }
   o << absl::StrFormat(
       "  messages      %d sent, %d acked, %d expected deliveries, %d delivered, %d lost, %d duplicates, "

@@ -44,6 +44,8 @@ ABSL_FLAG(std::string, auth_secret_file, "", "File holding the secret for --auth
 ABSL_FLAG(std::string, report_json, "", "Write the final report as JSON to this file");
 ABSL_FLAG(std::string, metrics_port, "", "Generator's Prometheus port (-1 off, 0 any)");
 ABSL_FLAG(std::string, live_interval, "", "Print a status line this often (0s: never)");
+ABSL_FLAG(std::string, protocol, "", "longlink (TCP), ws (longlink over WebSocket) or ws-echo (any WebSocket echo server)");
+ABSL_FLAG(std::string, ws_path, "", "Request path of the WebSocket upgrade");
 
 namespace longlink::loadgen {
 namespace {
@@ -493,7 +495,11 @@ absl::Status ForEachElement(const YAML::Node& node, const std::string& path, abs
 }
 
 absl::Status ReadTarget(const YAML::Node& node, Marks* marks, Target* t) {
-  ASSIGN_OR_RETURN(MapView m, OpenMap(node, "target", {"addresses", "source_addresses", "protocol"}, marks));
+  ASSIGN_OR_RETURN(MapView m, OpenMap(node, "target",
+                                      {"addresses", "source_addresses", "protocol", "ws_path", "ws_ping_interval"},
+                                      marks));
+  RETURN_IF_ERROR(m.Read("ws_path", &t->ws_path));
+  RETURN_IF_ERROR(m.Read("ws_ping_interval", &t->ws_ping_interval));
   if (m.Has("addresses")) {
     RETURN_IF_ERROR(ForEachElement(m.Get("addresses"), m.PathOf("addresses"), "host:port addresses", marks,
                                    [&](const YAML::Node& e, const std::string& path) -> absl::Status {
@@ -1254,6 +1260,8 @@ void ApplyFlags(YAML::Node& root, FlagPaths* paths) {
       {"report-json", absl::GetFlag(FLAGS_report_json), {"output", "report_json"}},
       {"metrics-port", absl::GetFlag(FLAGS_metrics_port), {"output", "metrics_port"}},
       {"live-interval", absl::GetFlag(FLAGS_live_interval), {"output", "live_interval"}},
+      {"protocol", absl::GetFlag(FLAGS_protocol), {"target", "protocol"}},
+      {"ws-path", absl::GetFlag(FLAGS_ws_path), {"target", "ws_path"}},
   };
   // A flag replaces the file's value and whatever in the file would contradict it.
   if (!absl::GetFlag(FLAGS_rate).empty()) RemovePath(root, "messaging", "total_rate");
@@ -1378,9 +1386,12 @@ absl::Status Validate(const Scenario& s) {
           absl::StrCat("expected a numeric IPv4 or IPv6 address, got ", Quote(s.target.source_addresses[i])));
     }
   }
-  if (s.target.protocol != Protocol::kLongLink) {
-    return FieldError("target.protocol",
-                      absl::StrCat(NameOf(kProtocols, s.target.protocol), " is not supported yet (only longlink)"));
+  if (s.target.ws_path.empty() || s.target.ws_path[0] != '/' ||
+      s.target.ws_path.find_first_of(" \t\r\n") != std::string::npos) {
+    return FieldError("target.ws_path", absl::StrCat("expected a path starting with /, got ", Quote(s.target.ws_path)));
+  }
+  if (s.target.ws_ping_interval < absl::Milliseconds(100) || s.target.ws_ping_interval > absl::Hours(1)) {
+    return FieldError("target.ws_ping_interval", "must be 100ms..1h");
   }
   if (s.clients < 1 || s.clients > kMaxClients) {
     return FieldError("clients", absl::StrCat("must be 1..", kMaxClients, ", got ", s.clients));
@@ -1485,6 +1496,8 @@ std::string ScenarioToYaml(const Scenario& s, bool redact_secret) {
     e << YAML::EndSeq;
   }
   Put(e, "protocol", NameOf(kProtocols, s.target.protocol));
+  Put(e, "ws_path", s.target.ws_path);
+  Put(e, "ws_ping_interval", s.target.ws_ping_interval);
   e << YAML::EndMap;
 
   Put(e, "clients", s.clients);

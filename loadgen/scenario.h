@@ -35,7 +35,8 @@ enum ExitCode : int {
   kExitSaturated = 3,           // the generator itself fell behind, so its figures say nothing about the gateway
 };
 
-// Only kLongLink is accepted for now; the WebSocket transports arrive with the gateway's WebSocket listener.
+// kLongLink: longlink frames over TCP; kWebSocket: one longlink frame per binary WebSocket message
+// (subprotocol longlink.v1); kWebSocketEcho: generic WebSocket echo against any echo server.
 enum class Protocol : uint8_t { kLongLink, kWebSocket, kWebSocketEcho };
 enum class AuthMode : uint8_t { kNone, kToken };
 enum class PhaseKind : uint8_t { kRamp, kHold, kSpike, kChurn, kStorm, kDrain };
@@ -58,6 +59,8 @@ struct Target {
   std::vector<Endpoint> addresses;            // connections are spread over these, round robin
   std::vector<std::string> source_addresses;  // numeric; bound with IP_BIND_ADDRESS_NO_PORT; empty: kernel picks
   Protocol protocol = Protocol::kLongLink;
+  std::string ws_path = "/";                           // ws, ws-echo: the request path of the upgrade
+  absl::Duration ws_ping_interval = absl::Seconds(30);  // ws-echo: WebSocket pings this often
   friend bool operator==(const Target&, const Target&) = default;
 };
 

@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(build-essential cmake ninja-build pkg-config python3
       liburing-dev libmimalloc-dev libabsl-dev prometheus-cpp-dev libgtest-dev libbenchmark-dev
-      libssl-dev libcpp-httplib-dev libyaml-cpp-dev "$@")
+      libssl-dev libcpp-httplib-dev libyaml-cpp-dev python3-websockets "$@")
 
 missing=()
 for p in "${pkgs[@]}"; do

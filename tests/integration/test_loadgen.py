@@ -2,6 +2,7 @@
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -463,6 +464,66 @@ duration: 4s
         finally:
             out, err = proc.communicate(timeout=30)
         self.assertEqual(proc.returncode, 0, out + err)
+
+
+ECHO_SERVER = r"""
+import asyncio, sys, websockets
+errors = []
+async def echo(ws, path=None):
+    try:
+        async for m in ws:
+            await ws.send(m)
+    except websockets.ConnectionClosedError as e:
+        errors.append(repr(e))
+async def main():
+    async with websockets.serve(echo, "127.0.0.1", 0, max_size=None, ping_interval=None) as server:
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    print("unclean closes:", len(errors), flush=True)
+asyncio.run(main())
+"""
+
+
+class LoadgenWebSocketEchoTest(unittest.TestCase):
+    """--protocol=ws-echo against a third-party WebSocket echo server (python3-websockets)."""
+
+    def test_ws_echo_against_python_websockets(self):
+        server = subprocess.Popen([sys.executable, "-c", ECHO_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            port = int(server.stdout.readline())
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "echo.yaml")
+                with open(path, "w") as f:
+                    f.write("""target:
+  addresses: [127.0.0.1:%d]
+  protocol: ws-echo
+  ws_path: /echo
+  ws_ping_interval: 500ms
+clients: 100
+duration: 4s
+messaging:
+  rate_per_client: 2
+  payload: {distribution: uniform, min: 8, max: 3000}
+""" % port)
+                report = os.path.join(tmp, "echo.json")
+                r = run_loadgen("--scenario=" + path, "--report-json=" + report, "--shards=2")
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                with open(report) as f:
+                    rep = json.load(f)
+        finally:
+            out, err = server.communicate(input="", timeout=30)
+        m = rep["metrics"]
+        self.assertEqual(m["connect_attempts"], 100)
+        self.assertEqual(m["protocol_errors"], 0)
+        self.assertGreater(m["echo_sent"], 400)
+        self.assertEqual(m["echo_received"], m["echo_sent"])
+        self.assertEqual(rep["latency_ms"]["end_to_end"]["count"], m["echo_sent"])
+        self.assertGreater(m["pongs"], 300)  # WebSocket pings every 500 ms, answered by the server
+        self.assertEqual(m["pongs"], rep["latency_ms"]["heartbeat_rtt"]["count"])
+        self.assertIn("echo          ", r.stdout)
+        # Every client ended with a close handshake.
+        self.assertIn("unclean closes: 0", out, err)
 
 
 if __name__ == "__main__":

@@ -437,8 +437,9 @@ TEST(ScenarioErrors, WrongTypes) {
   EXPECT_THAT(LoadError("- 1\n- 2\n"), HasSubstr("t.yaml: expected a map of scenario fields at the top level"));
   EXPECT_THAT(LoadError(absl::StrCat(kBase, "target: {addresses: [127.0.0.1:7000], protocol: ws}\n")),
               HasSubstr("given twice"));
-  EXPECT_THAT(LoadError("target: {addresses: [127.0.0.1:7000], protocol: ws}\n"),
-              HasSubstr("target.protocol: ws is not supported yet (only longlink)"));
+  EXPECT_THAT(LoadError("target: {addresses: [127.0.0.1:7000], protocol: ws, ws_path: chat}\n"),
+              HasSubstr("target.ws_path: expected a path starting with /, got \"chat\""));
+  EXPECT_THAT(LoadError("target: {addresses: [127.0.0.1:7000], protocol: wss}\n"), HasSubstr("target.protocol"));
   EXPECT_THAT(LoadError("target: {addresses: [127.0.0.1:7000], protocol: quic}\n"),
               HasSubstr("target.protocol: expected longlink, ws or ws-echo, got \"quic\""));
 }
