@@ -6,10 +6,13 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace longlink::gateway {
 
 enum class AuthMode : uint8_t { kNone, kToken };
+// When the local backend makes a stored message durable before acknowledging it.
+enum class FsyncPolicy : uint8_t { kAlways, kBatch, kNone };
 
 struct Config {
   std::string bind = "0.0.0.0";
@@ -27,7 +30,18 @@ struct Config {
   uint32_t max_pending_bytes = 1 << 20;
   uint32_t max_frame_bytes = 64 * 1024;
   uint32_t drain_seconds = 10;
-  std::string backend = "echo";
+  std::string backend = "local";
+  // --backend=local
+  std::string data_dir = "./longlink-data";
+  FsyncPolicy fsync = FsyncPolicy::kBatch;
+  uint32_t fsync_interval_us = 2000;
+  uint64_t retention_ms = 14ull * 24 * 3600 * 1000;
+  uint32_t max_inbox = 10000;
+  uint64_t segment_bytes = 64ull << 20;
+  // Admin HTTP API
+  int32_t admin_port = -1;  // -1: off
+  std::string admin_bind = "127.0.0.1";
+  std::string admin_token;
   uint32_t recv_buffer_size = 2048;
   uint32_t recv_buffers = 4096;
   uint32_t queue_capacity = 8192;  // 0 in the flag means core::DefaultQueueCapacity(shards)
@@ -38,5 +52,7 @@ struct Config {
 
 // Reads the parsed command-line flags into a Config and checks them; the error names the bad flag.
 absl::StatusOr<Config> ConfigFromFlags();
+// "14d", or anything absl::ParseDuration takes ("36h", "3600s"), in milliseconds; at least 1s.
+absl::StatusOr<uint64_t> ParseRetention(absl::string_view text);
 
 }  // namespace longlink::gateway

@@ -25,7 +25,7 @@ ABSL_DECLARE_FLAG(std::string, auth_secret_file);
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "the longlink access gateway.\n"
-      "  longlink-gateway [--port=7000 --shards=N --backend=echo --auth=none|token ...]\n"
+      "  longlink-gateway [--port=7000 --shards=N --backend=local|echo --data-dir=DIR --auth=none|token ...]\n"
       "  longlink-gateway mint-token --auth-secret=SECRET --user=ID --device=ID [--ttl=24h]\n"
       "Flag names may be written with dashes or underscores (--metrics-port or --metrics_port).");
   longlink::core::NormalizeFlagDashes(argc, argv);
@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
   absl::Status st = longlink::gateway::RunGateway(*config);
   if (!st.ok()) {
     // Flags checked only at start-up (--bind, --backend) exit like the ones ConfigFromFlags rejects.
-    if (st.code() == absl::StatusCode::kInvalidArgument) {
+    if (st.code() == absl::StatusCode::kInvalidArgument || st.code() == absl::StatusCode::kFailedPrecondition) {
       std::fprintf(stderr, "longlink-gateway: %s\n", std::string(st.message()).c_str());
       return 2;
     }

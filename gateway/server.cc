@@ -14,6 +14,8 @@
 #include "core/ring.h"
 #include "core/shard_grid.h"
 #include "core/status.h"
+#include "gateway/admin.h"
+#include "gateway/backend/local/local_backend.h"
 #include "gateway/shard.h"
 #include "metrics/http_endpoint.h"
 
@@ -156,8 +158,6 @@ absl::Status RunGateway(const Config& config) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  ASSIGN_OR_RETURN(std::unique_ptr<BackendFactory> factory, MakeBackendFactory(config));
-
   std::vector<int> listeners;
   uint16_t port = config.port;
   for (uint32_t i = 0; i < config.shards; ++i) {
@@ -169,6 +169,13 @@ absl::Status RunGateway(const Config& config) {
     if (port == 0) port = BoundPort(*fd);  // the other shards join the port the first one got
     listeners.push_back(*fd);
   }
+  // After the listeners: a bad --bind must not leave a fresh data directory behind.
+  absl::StatusOr<std::unique_ptr<BackendFactory>> made = MakeBackendFactory(config);
+  if (!made.ok()) {
+    for (int l : listeners) close(l);
+    return made.status();
+  }
+  std::unique_ptr<BackendFactory> factory = std::move(*made);
 
   core::ShardGrid grid(config.shards, config.queue_capacity);
   Shared shared;
@@ -204,15 +211,36 @@ absl::Status RunGateway(const Config& config) {
       return st;
     }
   }
-  std::printf("longlink-gateway listening on %s:%u shards=%u metrics=%d backend=%s ring=%s\n", config.bind.c_str(),
-              port, config.shards, config.metrics_port >= 0 ? endpoint.port() : -1, config.backend.c_str(),
-              std::string(core::RingModeName(static_cast<core::RingMode>(shards[0]->stats().ring_mode.Get()))).c_str());
+  int admin_port = -1;
+  std::unique_ptr<AdminServer> admin;
+  if (config.admin_port >= 0) {
+    auto* lf = dynamic_cast<local::LocalFactory*>(factory.get());
+    absl::Status st = lf == nullptr ? absl::InvalidArgumentError("--admin-port: the admin API needs --backend=local")
+                                    : absl::OkStatus();
+    if (st.ok()) {
+      admin = std::make_unique<AdminServer>(lf, config.admin_token);
+      st = admin->Start(config.admin_bind, static_cast<uint16_t>(config.admin_port));
+    }
+    if (!st.ok()) {
+      shared.draining.store(true);
+      for (auto& s : shards) s->Join();
+      endpoint.Stop();
+      return st;
+    }
+    admin_port = admin->port();
+  }
+  std::printf("longlink-gateway listening on %s:%u shards=%u metrics=%d backend=%s ring=%s admin=%d %s\n",
+              config.bind.c_str(), port, config.shards, config.metrics_port >= 0 ? endpoint.port() : -1,
+              config.backend.c_str(),
+              std::string(core::RingModeName(static_cast<core::RingMode>(shards[0]->stats().ring_mode.Get()))).c_str(),
+              admin_port, factory->Describe().c_str());
   std::fflush(stdout);
 
   int sig = 0;
   sigwait(&sigs, &sig);
   std::fprintf(stderr, "longlink-gateway: %s received, draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   shared.draining.store(true);
+  if (admin) admin->Stop();
   for (auto& s : shards) s->Join();
   endpoint.Stop();
   uint64_t open = 0;

@@ -96,9 +96,9 @@ void Shard::Join() {
   if (thread_.joinable()) thread_.join();
 }
 
-uint32_t Shard::OwnerShard(uint64_t user_id) const {
-  return static_cast<uint32_t>(Mix64(user_id) % shards_);
-}
+uint32_t OwnerShardOf(uint64_t id, uint32_t shards) { return static_cast<uint32_t>(Mix64(id) % shards); }
+
+uint32_t Shard::OwnerShard(uint64_t user_id) const { return OwnerShardOf(user_id, shards_); }
 
 uint64_t Shard::NowTick() const { return core::MonoMillis() / tick_ms_; }
 
@@ -137,12 +137,12 @@ absl::Status Shard::Setup() {
 }
 
 void Shard::Loop() {
-  const uint64_t wait_ns = static_cast<uint64_t>(tick_ms_) * 1000000ull;
+  const uint64_t tick_ns = static_cast<uint64_t>(tick_ms_) * 1000000ull;
   for (;;) {
     if (!draining_ && shared_->draining.load(std::memory_order_relaxed)) StartDrain();
     if (draining_ && conns_.live() == 0 && migrations_in_.empty()) break;
 
-    ring_.SubmitAndWait(wait_ns);
+    ring_.SubmitAndWait(std::min(tick_ns, backend_->MaxWaitNs(core::MonoNanos())));
     unsigned head;
     unsigned seen = 0;
     io_uring_cqe* cqe;
@@ -179,7 +179,15 @@ void Shard::Loop() {
       drain_deadline_tick_ = ~uint64_t{0};
     }
   }
+  backend_->OnStop();
   ring_.Submit();
+}
+
+void Shard::SubmitFsync(int fd, uint64_t token) {
+  AssertOwner();
+  io_uring_sqe* sqe = ring_.Sqe();
+  io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+  io_uring_sqe_set_data64(sqe, (static_cast<uint64_t>(kOpFsync) << 56) | (token & ((uint64_t{1} << 56) - 1)));
 }
 
 void Shard::HandleCqe(const io_uring_cqe* cqe) {
@@ -193,6 +201,9 @@ void Shard::HandleCqe(const io_uring_cqe* cqe) {
       return;
     case kOpMigrateIn:
       OnMigrateIn(cqe);
+      return;
+    case kOpFsync:
+      backend_->OnFsyncDone(cqe->user_data & ((uint64_t{1} << 56) - 1), cqe->res);
       return;
     default:
       break;
@@ -457,8 +468,10 @@ bool Shard::HandleFrame(uint32_t id, const proto::Header& h, std::span<const uin
     case proto::Opcode::kPong:
       // A client may answer a server PING; nothing to do beyond the liveness already noted.
       return true;
-    default:
-      if (!backend_->OnFrame(SessionOf(id), h, body)) {
+    default: {
+      Backend::FrameVerdict v = backend_->OnFrame(SessionOf(id), h, body);
+      if (v == Backend::FrameVerdict::kMalformed) break;
+      if (v == Backend::FrameVerdict::kNotMine) {
         if (proto::IsKnownOpcode(h.opcode)) {
           SendError(id, h.request_id, proto::ErrorCode::kUnsupported, "opcode not accepted from clients");
         } else {
@@ -466,6 +479,7 @@ bool Shard::HandleFrame(uint32_t id, const proto::Header& h, std::span<const uin
         }
       }
       return conns_[id].state == ConnState::kActive;
+    }
   }
   // A known opcode whose body did not decode.
   SendError(id, h.request_id, proto::ErrorCode::kMalformedBody,
@@ -919,11 +933,13 @@ void Shard::Kick(uint64_t user_id, uint32_t device_id, proto::KickReason reason,
 void Shard::PostToShard(uint32_t shard, const BackendMessage& bm) {
   AssertOwner();
   if (shard == id_) {
-    backend_->OnShardMessage(bm);
+    BackendMessage local = bm;
+    local.from = id_;
+    backend_->OnShardMessage(local);
     if (bm.ptr != nullptr) backend_->ReleaseShardPayload(bm.ptr);
     return;
   }
-  Post(shard, core::ShardMessage{kMsgBackend, 0, bm.kind, bm.a, bm.b, bm.ptr, bm.len, 0});
+  Post(shard, core::ShardMessage{kMsgBackend, 0, bm.kind, bm.a, bm.b, bm.ptr, bm.len, bm.aux});
 }
 
 void Shard::Post(uint32_t to, core::ShardMessage m) {
@@ -964,7 +980,7 @@ void Shard::OnShardMessage(const core::ShardMessage& m) {
                 std::string_view(static_cast<const char*>(m.ptr), m.len));
       break;
     case kMsgBackend:
-      backend_->OnShardMessage(BackendMessage{m.u32, m.a, m.b, m.ptr, m.len});
+      backend_->OnShardMessage(BackendMessage{m.u32, m.a, m.b, m.ptr, m.len, m.u32b, m.from});
       break;
     default:
       break;

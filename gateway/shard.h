@@ -63,6 +63,7 @@ class Shard final : public GatewayPort {
   void Kick(uint64_t user_id, uint32_t device_id, protocol::KickReason reason, std::string_view message) override;
   void PostToShard(uint32_t shard, const BackendMessage& m) override;
   void ObserveBackendLatency(double seconds) override { stats_.backend_latency.Observe(seconds); }
+  void SubmitFsync(int fd, uint64_t token) override;
 
  private:
   enum Op : uint8_t {
@@ -74,6 +75,7 @@ class Shard final : public GatewayPort {
     kOpWake,
     kOpMigrateOut,
     kOpMigrateIn,
+    kOpFsync,  // user_data carries the backend's 56-bit token
   };
   enum MsgKind : uint16_t { kMsgMigrate = 1, kMsgPush, kMsgPushMany, kMsgKick, kMsgBackend };
   enum TimerKind : uint32_t { kTimerSession = 0, kTimerWrite = 1 };

@@ -230,13 +230,45 @@ void Fields(auto& v, BodyOf<ErrorBody> auto& b) {
   v.Str(b.message);
 }
 
+void Fields(auto& v, BodyOf<GroupCreateBody> auto& b) { v.U64(b.group_id); }
+void Fields(auto& v, BodyOf<GroupJoinBody> auto& b) { v.U64(b.group_id); }
+void Fields(auto& v, BodyOf<GroupLeaveBody> auto& b) { v.U64(b.group_id); }
+void Fields(auto& v, BodyOf<GroupMembersBody> auto& b) {
+  v.U64(b.group_id);
+  v.U64(b.after_user);
+}
+void Fields(auto& v, BodyOf<GroupReplyBody> auto& b) {
+  v.U16(b.status);
+  v.U64(b.group_id);
+  v.U8(b.has_more);
+  v.Payload(b.members);
+}
+void Fields(auto& v, BodyOf<PresenceSubscribeBody> auto& b) {
+  v.U8(b.subscribe);
+  v.Payload(b.user_ids);
+}
+void Fields(auto& v, BodyOf<PresenceBody> auto& b) {
+  v.U64(b.user_id);
+  v.U8(b.online);
+  v.U32(b.devices);
+  v.U64(b.time_ms);
+}
+
+// Checks beyond the layout: id lists hold whole u64s.
+template <typename B>
+bool Valid(const B&) {
+  return true;
+}
+bool Valid(const GroupReplyBody& b) { return b.members.size() % kIdSize == 0; }
+bool Valid(const PresenceSubscribeBody& b) { return b.user_ids.size() % kIdSize == 0; }
+
 template <typename B>
 bool DecodeBody(std::span<const uint8_t> in, B* out) {
   // Decode into a local so a malformed body never leaves the caller holding half-filled fields.
   B body;
   Reader r(in);
   Fields(r, body);
-  if (!r.Done()) {
+  if (!r.Done() || !Valid(body)) {
     return false;
   }
   *out = body;
@@ -273,13 +305,18 @@ size_t EncodeFrame(uint32_t request_id, const B& b, std::span<uint8_t> out) {
 
 }  // namespace
 
-bool IsKnownOpcode(uint8_t op) { return op >= 1 && op <= kMaxOpcode; }
+bool IsKnownOpcode(uint8_t op) { return op >= 1 && op <= kMaxOpcode && op != kReservedOpcode; }
+
+uint64_t IdAt(std::span<const uint8_t> ids, size_t i) { return LoadU64(ids.data() + i * kIdSize); }
+void PutId(uint8_t* out, uint64_t id) { StoreU64(out, id); }
 
 std::string_view OpcodeName(uint8_t op) {
   // Indexed by opcode value; these strings are metric label values, so they must never change.
   static constexpr std::string_view kNames[kMaxOpcode + 1] = {
       "unknown",  "login", "login_ack", "ping", "pong",   "send",   "send_ack", "push",
-      "push_ack", "sync",  "sync_done", "kick", "goaway", "logout", "error",
+      "push_ack", "sync",  "sync_done", "kick", "goaway", "logout", "error", "unknown",
+      "group_create", "group_join", "group_leave", "group_members", "group_reply", "presence_subscribe",
+      "presence",
   };
   return IsKnownOpcode(op) ? kNames[op] : kNames[0];
 }
@@ -337,6 +374,13 @@ bool Decode(std::span<const uint8_t> body, KickBody* out) { return DecodeBody(bo
 bool Decode(std::span<const uint8_t> body, GoawayBody* out) { return DecodeBody(body, out); }
 bool Decode(std::span<const uint8_t> body, LogoutBody* out) { return DecodeBody(body, out); }
 bool Decode(std::span<const uint8_t> body, ErrorBody* out) { return DecodeBody(body, out); }
+bool Decode(std::span<const uint8_t> body, GroupCreateBody* out) { return DecodeBody(body, out); }
+bool Decode(std::span<const uint8_t> body, GroupJoinBody* out) { return DecodeBody(body, out); }
+bool Decode(std::span<const uint8_t> body, GroupLeaveBody* out) { return DecodeBody(body, out); }
+bool Decode(std::span<const uint8_t> body, GroupMembersBody* out) { return DecodeBody(body, out); }
+bool Decode(std::span<const uint8_t> body, GroupReplyBody* out) { return DecodeBody(body, out); }
+bool Decode(std::span<const uint8_t> body, PresenceSubscribeBody* out) { return DecodeBody(body, out); }
+bool Decode(std::span<const uint8_t> body, PresenceBody* out) { return DecodeBody(body, out); }
 
 size_t FrameSize(const LoginBody& b) { return SizeOf(b); }
 size_t FrameSize(const LoginAckBody& b) { return SizeOf(b); }
@@ -352,6 +396,13 @@ size_t FrameSize(const KickBody& b) { return SizeOf(b); }
 size_t FrameSize(const GoawayBody& b) { return SizeOf(b); }
 size_t FrameSize(const LogoutBody& b) { return SizeOf(b); }
 size_t FrameSize(const ErrorBody& b) { return SizeOf(b); }
+size_t FrameSize(const GroupCreateBody& b) { return SizeOf(b); }
+size_t FrameSize(const GroupJoinBody& b) { return SizeOf(b); }
+size_t FrameSize(const GroupLeaveBody& b) { return SizeOf(b); }
+size_t FrameSize(const GroupMembersBody& b) { return SizeOf(b); }
+size_t FrameSize(const GroupReplyBody& b) { return SizeOf(b); }
+size_t FrameSize(const PresenceSubscribeBody& b) { return SizeOf(b); }
+size_t FrameSize(const PresenceBody& b) { return SizeOf(b); }
 
 size_t Encode(uint32_t request_id, const LoginBody& b, std::span<uint8_t> out) {
   return EncodeFrame(request_id, b, out);
@@ -393,6 +444,27 @@ size_t Encode(uint32_t request_id, const LogoutBody& b, std::span<uint8_t> out) 
   return EncodeFrame(request_id, b, out);
 }
 size_t Encode(uint32_t request_id, const ErrorBody& b, std::span<uint8_t> out) {
+  return EncodeFrame(request_id, b, out);
+}
+size_t Encode(uint32_t request_id, const GroupCreateBody& b, std::span<uint8_t> out) {
+  return EncodeFrame(request_id, b, out);
+}
+size_t Encode(uint32_t request_id, const GroupJoinBody& b, std::span<uint8_t> out) {
+  return EncodeFrame(request_id, b, out);
+}
+size_t Encode(uint32_t request_id, const GroupLeaveBody& b, std::span<uint8_t> out) {
+  return EncodeFrame(request_id, b, out);
+}
+size_t Encode(uint32_t request_id, const GroupMembersBody& b, std::span<uint8_t> out) {
+  return EncodeFrame(request_id, b, out);
+}
+size_t Encode(uint32_t request_id, const GroupReplyBody& b, std::span<uint8_t> out) {
+  return EncodeFrame(request_id, b, out);
+}
+size_t Encode(uint32_t request_id, const PresenceSubscribeBody& b, std::span<uint8_t> out) {
+  return EncodeFrame(request_id, b, out);
+}
+size_t Encode(uint32_t request_id, const PresenceBody& b, std::span<uint8_t> out) {
   return EncodeFrame(request_id, b, out);
 }
 

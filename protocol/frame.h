@@ -36,10 +36,19 @@ enum class Opcode : uint8_t {
   kGoaway = 12,
   kLogout = 13,
   kError = 14,
+  // 15 is never assigned: test suites use it as an opcode every v1 server answers with UNKNOWN_OPCODE.
+  kGroupCreate = 16,
+  kGroupJoin = 17,
+  kGroupLeave = 18,
+  kGroupMembers = 19,
+  kGroupReply = 20,
+  kPresenceSubscribe = 21,
+  kPresence = 22,
 };
-// Highest opcode value this codec knows. Frames with other opcodes still split and decode at the header
-// level (the session answers them with ERROR kUnknownOpcode).
-inline constexpr uint8_t kMaxOpcode = 14;
+// Highest opcode value this codec knows. Frames with other opcodes (and 15) still split and decode at the
+// header level (the session answers them with ERROR kUnknownOpcode).
+inline constexpr uint8_t kMaxOpcode = 22;
+inline constexpr uint8_t kReservedOpcode = 15;
 bool IsKnownOpcode(uint8_t op);
 // Lower-case stable name ("login", "send_ack", ...) for metrics labels; "unknown" for others.
 std::string_view OpcodeName(uint8_t op);
@@ -101,6 +110,22 @@ enum class KickReason : uint16_t {
 };
 
 enum class TargetKind : uint8_t { kUser = 0, kGroup = 1 };
+
+// GROUP_REPLY status.
+enum class GroupStatus : uint16_t {
+  kOk = 0,
+  kNoSuchGroup = 1,
+  kAlreadyExists = 2,
+  kNotMember = 3,
+  kBadRequest = 4,
+  kUnavailable = 5,
+};
+
+// The id lists of GROUP_REPLY and PRESENCE_SUBSCRIBE are `bytes` holding n big-endian u64s; Decode rejects
+// a list whose length is not a multiple of 8.
+inline constexpr size_t kIdSize = 8;
+uint64_t IdAt(std::span<const uint8_t> ids, size_t i);
+void PutId(uint8_t* out, uint64_t id);
 
 // ---- bodies. Views point into the decoded buffer; they live as long as it does. ----
 
@@ -186,6 +211,42 @@ struct ErrorBody {
   uint16_t code = 0;  // ErrorCode
   std::string_view message;
 };
+struct GroupCreateBody {
+  static constexpr Opcode kOpcode = Opcode::kGroupCreate;
+  uint64_t group_id = 0;
+};
+struct GroupJoinBody {
+  static constexpr Opcode kOpcode = Opcode::kGroupJoin;
+  uint64_t group_id = 0;
+};
+struct GroupLeaveBody {
+  static constexpr Opcode kOpcode = Opcode::kGroupLeave;
+  uint64_t group_id = 0;
+};
+struct GroupMembersBody {
+  static constexpr Opcode kOpcode = Opcode::kGroupMembers;
+  uint64_t group_id = 0;
+  uint64_t after_user = 0;  // page: members with ids above this one
+};
+struct GroupReplyBody {
+  static constexpr Opcode kOpcode = Opcode::kGroupReply;
+  uint16_t status = 0;  // GroupStatus
+  uint64_t group_id = 0;
+  uint8_t has_more = 0;               // GROUP_MEMBERS: more members after the last one listed
+  std::span<const uint8_t> members;  // GROUP_MEMBERS: ascending user ids, IdAt(members, i)
+};
+struct PresenceSubscribeBody {
+  static constexpr Opcode kOpcode = Opcode::kPresenceSubscribe;
+  uint8_t subscribe = 1;              // 1 subscribe, 0 unsubscribe
+  std::span<const uint8_t> user_ids;  // IdAt(user_ids, i)
+};
+struct PresenceBody {
+  static constexpr Opcode kOpcode = Opcode::kPresence;
+  uint64_t user_id = 0;
+  uint8_t online = 0;
+  uint32_t devices = 0;  // devices online now
+  uint64_t time_ms = 0;  // unix milliseconds of the change (or of the answer)
+};
 
 // Decode a body (the bytes after the header). False if malformed: short, over-long strings, trailing bytes.
 bool Decode(std::span<const uint8_t> body, LoginBody* out);
@@ -202,6 +263,13 @@ bool Decode(std::span<const uint8_t> body, KickBody* out);
 bool Decode(std::span<const uint8_t> body, GoawayBody* out);
 bool Decode(std::span<const uint8_t> body, LogoutBody* out);
 bool Decode(std::span<const uint8_t> body, ErrorBody* out);
+bool Decode(std::span<const uint8_t> body, GroupCreateBody* out);
+bool Decode(std::span<const uint8_t> body, GroupJoinBody* out);
+bool Decode(std::span<const uint8_t> body, GroupLeaveBody* out);
+bool Decode(std::span<const uint8_t> body, GroupMembersBody* out);
+bool Decode(std::span<const uint8_t> body, GroupReplyBody* out);
+bool Decode(std::span<const uint8_t> body, PresenceSubscribeBody* out);
+bool Decode(std::span<const uint8_t> body, PresenceBody* out);
 
 // Size of the whole frame (header + body) that Encode would write.
 size_t FrameSize(const LoginBody& b);
@@ -218,6 +286,13 @@ size_t FrameSize(const KickBody& b);
 size_t FrameSize(const GoawayBody& b);
 size_t FrameSize(const LogoutBody& b);
 size_t FrameSize(const ErrorBody& b);
+size_t FrameSize(const GroupCreateBody& b);
+size_t FrameSize(const GroupJoinBody& b);
+size_t FrameSize(const GroupLeaveBody& b);
+size_t FrameSize(const GroupMembersBody& b);
+size_t FrameSize(const GroupReplyBody& b);
+size_t FrameSize(const PresenceSubscribeBody& b);
+size_t FrameSize(const PresenceBody& b);
 
 // Writes header + body into out. Returns the bytes written, or 0 if out is too small or a string/payload
 // is longer than its length field can express (nothing useful is written then).
@@ -235,5 +310,12 @@ size_t Encode(uint32_t request_id, const KickBody& b, std::span<uint8_t> out);
 size_t Encode(uint32_t request_id, const GoawayBody& b, std::span<uint8_t> out);
 size_t Encode(uint32_t request_id, const LogoutBody& b, std::span<uint8_t> out);
 size_t Encode(uint32_t request_id, const ErrorBody& b, std::span<uint8_t> out);
+size_t Encode(uint32_t request_id, const GroupCreateBody& b, std::span<uint8_t> out);
+size_t Encode(uint32_t request_id, const GroupJoinBody& b, std::span<uint8_t> out);
+size_t Encode(uint32_t request_id, const GroupLeaveBody& b, std::span<uint8_t> out);
+size_t Encode(uint32_t request_id, const GroupMembersBody& b, std::span<uint8_t> out);
+size_t Encode(uint32_t request_id, const GroupReplyBody& b, std::span<uint8_t> out);
+size_t Encode(uint32_t request_id, const PresenceSubscribeBody& b, std::span<uint8_t> out);
+size_t Encode(uint32_t request_id, const PresenceBody& b, std::span<uint8_t> out);
 
 }  // namespace longlink::protocol

@@ -40,12 +40,15 @@ struct Session {
 
 // A message between backend instances on different shards; `ptr` (optional) is owned by the sender and
 // is handed back to the sender's Backend::ReleaseShardPayload after the receiver's OnShardMessage returns.
+// `from` is filled in by the gateway: the shard that posted it.
 struct BackendMessage {
   uint32_t kind = 0;
   uint64_t a = 0;
   uint64_t b = 0;
   void* ptr = nullptr;
   uint32_t len = 0;
+  uint32_t aux = 0;
+  uint32_t from = 0;
 };
 
 // What the gateway offers a backend on one shard. Valid only on that shard's thread.
@@ -70,6 +73,9 @@ class GatewayPort {
   virtual void PostToShard(uint32_t shard, const BackendMessage& m) = 0;
   // Records how long a backend operation took, for longlink_gateway_backend_latency_seconds.
   virtual void ObserveBackendLatency(double seconds) = 0;
+  // Submits fdatasync(fd) on the shard's io_uring (IORING_OP_FSYNC with IORING_FSYNC_DATASYNC, kernel
+  // 5.1); Backend::OnFsyncDone(token, res) follows on this shard. `token` must fit in 56 bits.
+  virtual void SubmitFsync(int fd, uint64_t token) = 0;
 };
 
 enum class LoginVerdict : uint8_t { kAllow, kDeny };
@@ -85,10 +91,11 @@ class Backend {
   virtual void OnSend(const Session& s, uint32_t request_id, const protocol::SendBody& body) = 0;
   virtual void OnSync(const Session& s, uint32_t request_id, const protocol::SyncBody& body) = 0;
   virtual void OnPushAck(const Session& s, const protocol::PushAckBody& body) = 0;
-  // Frames the gateway does not interpret itself. Return false to have the gateway answer ERROR
-  // kUnknownOpcode.
-  virtual bool OnFrame(const Session& s, const protocol::Header& h, std::span<const uint8_t> body) {
-    return false;
+  // Frames the gateway does not interpret itself. kNotMine has the gateway answer ERROR kUnknownOpcode
+  // (or kUnsupported for a known server-only opcode); kMalformed answers ERROR kMalformedBody and closes.
+  enum class FrameVerdict : uint8_t { kHandled, kNotMine, kMalformed };
+  virtual FrameVerdict OnFrame(const Session& s, const protocol::Header& h, std::span<const uint8_t> body) {
+    return FrameVerdict::kNotMine;
   }
   // The session ended (any reason), on the shard that held it.
   virtual void OnDisconnect(const Session& s) = 0;
@@ -97,8 +104,15 @@ class Backend {
   virtual void ReleaseShardPayload(void* ptr) {}
   // Called once per loop iteration after completions were handled; `now_ms` is the monotonic clock.
   virtual void OnTick(uint64_t now_ms) {}
+  // How long the shard may sleep waiting for completions before the backend needs OnTick again
+  // (0: it has work left over from a bounded tick). The shard waits min(this, --tick-ms).
+  virtual uint64_t MaxWaitNs(uint64_t now_ns) { return ~uint64_t{0}; }
+  // A SubmitFsync finished; `res` is 0 or -errno.
+  virtual void OnFsyncDone(uint64_t token, int res) {}
   // The gateway is draining: stop taking new work.
   virtual void OnDrain() {}
+  // The shard's loop ended (after draining): finish writing and syncing, on the shard thread.
+  virtual void OnStop() {}
 };
 
 // Creates the per-shard instances of one backend kind; process-wide state (a NATS connection, a shared
@@ -107,7 +121,12 @@ class BackendFactory {
  public:
   virtual ~BackendFactory() = default;
   virtual std::unique_ptr<Backend> ForShard(GatewayPort* port) = 0;
+  // Short description for the start-up banner (e.g. "local fsync=batch").
+  virtual std::string Describe() const { return std::string(); }
 };
+
+// The owner shard of a user (or group) id among `shards`: the one hash every component agrees on.
+uint32_t OwnerShardOf(uint64_t id, uint32_t shards);
 
 // The factory for --backend=<name>.
 absl::StatusOr<std::unique_ptr<BackendFactory>> MakeBackendFactory(const Config& config);

@@ -43,6 +43,8 @@ std::span<const uint8_t> VariableField(const proto::PushBody& b) { return b.payl
 std::span<const uint8_t> VariableField(const proto::KickBody& b) { return AsBytes(b.message); }
 std::span<const uint8_t> VariableField(const proto::GoawayBody& b) { return AsBytes(b.reason); }
 std::span<const uint8_t> VariableField(const proto::ErrorBody& b) { return AsBytes(b.message); }
+std::span<const uint8_t> VariableField(const proto::GroupReplyBody& b) { return b.members; }
+std::span<const uint8_t> VariableField(const proto::PresenceSubscribeBody& b) { return b.user_ids; }
 template <typename B>
 std::span<const uint8_t> VariableField(const B&) {
   return {};
@@ -101,6 +103,20 @@ bool DecodeByOpcode(std::span<const uint8_t> frame, const proto::Header& h) {
       return DecodeAndReencode<proto::LogoutBody>(frame, h);
     case proto::Opcode::kError:
       return DecodeAndReencode<proto::ErrorBody>(frame, h);
+    case proto::Opcode::kGroupCreate:
+      return DecodeAndReencode<proto::GroupCreateBody>(frame, h);
+    case proto::Opcode::kGroupJoin:
+      return DecodeAndReencode<proto::GroupJoinBody>(frame, h);
+    case proto::Opcode::kGroupLeave:
+      return DecodeAndReencode<proto::GroupLeaveBody>(frame, h);
+    case proto::Opcode::kGroupMembers:
+      return DecodeAndReencode<proto::GroupMembersBody>(frame, h);
+    case proto::Opcode::kGroupReply:
+      return DecodeAndReencode<proto::GroupReplyBody>(frame, h);
+    case proto::Opcode::kPresenceSubscribe:
+      return DecodeAndReencode<proto::PresenceSubscribeBody>(frame, h);
+    case proto::Opcode::kPresence:
+      return DecodeAndReencode<proto::PresenceBody>(frame, h);
   }
   // Unknown opcode: the session answers ERROR kUnknownOpcode and keeps reading.
   Check(!proto::IsKnownOpcode(h.opcode));

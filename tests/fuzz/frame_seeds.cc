@@ -101,6 +101,22 @@ int main(int argc, char** argv) {
   const Bytes logout = Frame(6, proto::LogoutBody{});
   const Bytes error = Frame(7, proto::ErrorBody{.code = 1, .message = "unknown opcode"});
 
+  const uint8_t ids[16] = {0, 0, 0, 0, 0, 0, 0x03, 0xe9, 0, 0, 0, 0, 0, 0, 0x03, 0xea};
+  const Bytes group_create = Frame(8, proto::GroupCreateBody{.group_id = 77});
+  const Bytes group_join = Frame(9, proto::GroupJoinBody{.group_id = 77});
+  const Bytes group_leave = Frame(10, proto::GroupLeaveBody{.group_id = 77});
+  const Bytes group_members = Frame(11, proto::GroupMembersBody{.group_id = 77, .after_user = 0});
+  const Bytes group_reply =
+      Frame(11, proto::GroupReplyBody{.status = 0, .group_id = 77, .has_more = 0, .members = ids});
+  const Bytes presence_subscribe = Frame(12, proto::PresenceSubscribeBody{.subscribe = 1, .user_ids = ids});
+  const Bytes presence =
+      Frame(0, proto::PresenceBody{.user_id = 1001, .online = 1, .devices = 1, .time_ms = 1700000000300});
+  // A member list that is not a whole number of ids.
+  Bytes group_reply_partial_id = group_reply;
+  group_reply_partial_id.pop_back();
+  group_reply_partial_id[3] -= 1;
+  group_reply_partial_id[12 + 2 + 8 + 1 + 3] -= 1;
+
   Bytes unknown_opcode = Header(16, proto::kVersion, 0x63, 0, 8);
   unknown_opcode.insert(unknown_opcode.end(), {1, 2, 3, 4});
   Bytes flags_set = ping;
@@ -127,6 +143,17 @@ int main(int argc, char** argv) {
       {"op12_goaway", goaway},
       {"op13_logout", logout},
       {"op14_error", error},
+      {"op16_group_create", group_create},
+      {"op17_group_join", group_join},
+      {"op18_group_leave", group_leave},
+      {"op19_group_members", group_members},
+      {"op20_group_reply", group_reply},
+      {"op21_presence_subscribe", presence_subscribe},
+      {"op22_presence", presence},
+      {"op15_reserved_unknown", Cat({Header(12, proto::kVersion, 15, 0, 3)})},
+      {"stream_groups_and_presence",
+       Cat({login, group_create, group_join, group_members, presence_subscribe, group_leave})},
+      {"malformed_partial_id", group_reply_partial_id},
       {"stream_client_session", Cat({login, ping, send, push_ack, sync, logout})},
       {"stream_server_session", Cat({login_ack, pong, send_ack, push, sync_done, goaway})},
       {"stream_unknown_then_valid", Cat({unknown_opcode, ping, error})},

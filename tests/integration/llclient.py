@@ -3,12 +3,15 @@
 It speaks the protocol over plain TCP sockets (blocking, with timeouts) and can start and stop the real
 gateway binary on an ephemeral port.
 """
+import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +23,46 @@ LOGIN, LOGIN_ACK, PING, PONG, SEND, SEND_ACK, PUSH, PUSH_ACK, SYNC, SYNC_DONE, K
 NAMES = {LOGIN: "login", LOGIN_ACK: "login_ack", PING: "ping", PONG: "pong", SEND: "send", SEND_ACK: "send_ack",
          PUSH: "push", PUSH_ACK: "push_ack", SYNC: "sync", SYNC_DONE: "sync_done", KICK: "kick",
          GOAWAY: "goaway", LOGOUT: "logout", ERROR: "error"}
+# Groups and presence (15 is never assigned).
+GROUP_CREATE, GROUP_JOIN, GROUP_LEAVE, GROUP_MEMBERS, GROUP_REPLY, PRESENCE_SUBSCRIBE, PRESENCE = range(16, 23)
+NAMES.update({GROUP_CREATE: "group_create", GROUP_JOIN: "group_join", GROUP_LEAVE: "group_leave",
+              GROUP_MEMBERS: "group_members", GROUP_REPLY: "group_reply", PRESENCE_SUBSCRIBE: "presence_subscribe",
+              PRESENCE: "presence"})
+USER, GROUP = 0, 1
+
+
+def mix64(x):
+    """The gateway's id hash (gateway/shard.cc): a user or group lives on shard mix64(id) % shards."""
+    m = (1 << 64) - 1
+    x = (x + 0x9e3779b97f4a7c15) & m
+    x = ((x ^ (x >> 30)) * 0xbf58476d1ce4e5b9) & m
+    x = ((x ^ (x >> 27)) * 0x94d049bb133111eb) & m
+    return x ^ (x >> 31)
+
+
+def owner_shard(ident, shards):
+    return mix64(ident) % shards
+
+
+def sync_body(after_seq, limit):
+    return struct.pack(">QI", after_seq, limit)
+
+
+def push_ack_body(seq):
+    return struct.pack(">Q", seq)
+
+
+def group_body(group_id):
+    return struct.pack(">Q", group_id)
+
+
+def members_body(group_id, after_user=0):
+    return struct.pack(">QQ", group_id, after_user)
+
+
+def presence_subscribe_body(user_ids, subscribe=True):
+    ids = b"".join(struct.pack(">Q", u) for u in user_ids)
+    return struct.pack(">B", 1 if subscribe else 0) + _p(ids)
 
 
 def _s(b):
@@ -92,6 +135,13 @@ def parse(op, body):
     if op == SYNC_DONE:
         max_seq, more = struct.unpack(">QB", body)
         return dict(max_seq=max_seq, has_more=more)
+    if op == GROUP_REPLY:
+        status, gid, more, n = struct.unpack_from(">HQBI", body)
+        members = [struct.unpack_from(">Q", body, 15 + 8 * i)[0] for i in range(n // 8)]
+        return dict(status=status, group_id=gid, has_more=more, members=members)
+    if op == PRESENCE:
+        user, online, devices, t = struct.unpack(">QBIQ", body)
+        return dict(user_id=user, online=online, devices=devices, time_ms=t)
     return dict(raw=body)
 
 
@@ -240,11 +290,29 @@ def mint_token(secret, user, device, ttl="1h"):
 
 
 class Gateway:
-    """Starts the real gateway on ephemeral ports and stops it."""
+    """Starts the real gateway on ephemeral ports and stops it.
 
-    def __init__(self, *args, shards=2):
-        cmd = [gateway_binary(), "--port=0", "--metrics-port=0", "--bind=127.0.0.1", "--metrics-bind=127.0.0.1",
-               "--shards=%d" % shards] + list(args)
+    With the local backend (the default) the gateway gets a fresh temporary --data-dir, removed by terminate(),
+    unless `data_dir` is given (kept: a restart on it sees the same data) or the args name --data-dir."""
+
+    def __init__(self, *args, shards=2, data_dir=None, port=0):
+        args = list(args)
+        # Suites written against the echo backend's semantics (a seq-0 PUSH back for every SEND) run with
+        # LONGLINK_TEST_BACKEND=echo (tests/integration/CMakeLists.txt).
+        default_backend = os.environ.get("LONGLINK_TEST_BACKEND")
+        if default_backend and not any(a.startswith("--backend") for a in args):
+            args.append("--backend=" + default_backend)
+        self.tmp_dir = None
+        self.data_dir = data_dir
+        uses_local = not any(a in ("--backend=echo", "--backend", "echo") for a in args)
+        if uses_local and not any(a.startswith("--data-dir") or a.startswith("--data_dir") for a in args):
+            if data_dir is None:
+                self.tmp_dir = tempfile.mkdtemp(prefix="longlink-data-")
+                self.data_dir = self.tmp_dir
+            args.append("--data-dir=" + self.data_dir)
+        cmd = [gateway_binary(), "--port=%d" % port, "--metrics-port=0", "--bind=127.0.0.1",
+               "--metrics-bind=127.0.0.1", "--shards=%d" % shards] + args
+        self.cmd = cmd
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.banner = None
         line = self.proc.stdout.readline()
@@ -255,6 +323,8 @@ class Gateway:
             raise RuntimeError("gateway did not start: %r %s" % (line, err))
         self.port = int(m.group(1))
         self.metrics_port = int(m.group(2))
+        am = re.search(r" admin=(-?\d+)", line)
+        self.admin_port = int(am.group(1)) if am else -1
         self.stderr_text = None
         self.banner = line.strip()
         if self.metrics_port > 0:
@@ -307,7 +377,38 @@ class Gateway:
         self.stderr_text = self.proc.stderr.read()
         self.proc.stdout.close()
         self.proc.stderr.close()
+        if self.tmp_dir is not None:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            self.tmp_dir = None
         return rc
+
+    def kill(self):
+        """SIGKILL (a crash): nothing is flushed or synced by the gateway itself. The data dir is kept."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        rc = self.proc.wait(30)
+        self.stderr_text = self.proc.stderr.read()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return rc
+
+    def admin(self, method, path, body=None, token=None, timeout=10):
+        """(status, parsed JSON or text) of a request to the admin API; error statuses are returned."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.admin_port, path), data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if token is not None:
+            req.add_header("Authorization", "Bearer " + token)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                status, text = r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read().decode()
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
 
     def __enter__(self):
         return self

@@ -78,6 +78,22 @@ bool Same(const GoawayBody& a, const GoawayBody& b) {
 }
 bool Same(const LogoutBody&, const LogoutBody&) { return true; }
 bool Same(const ErrorBody& a, const ErrorBody& b) { return a.code == b.code && a.message == b.message; }
+bool Same(const GroupCreateBody& a, const GroupCreateBody& b) { return a.group_id == b.group_id; }
+bool Same(const GroupJoinBody& a, const GroupJoinBody& b) { return a.group_id == b.group_id; }
+bool Same(const GroupLeaveBody& a, const GroupLeaveBody& b) { return a.group_id == b.group_id; }
+bool Same(const GroupMembersBody& a, const GroupMembersBody& b) {
+  return a.group_id == b.group_id && a.after_user == b.after_user;
+}
+bool Same(const GroupReplyBody& a, const GroupReplyBody& b) {
+  return a.status == b.status && a.group_id == b.group_id && a.has_more == b.has_more &&
+         SameBytes(a.members, b.members);
+}
+bool Same(const PresenceSubscribeBody& a, const PresenceSubscribeBody& b) {
+  return a.subscribe == b.subscribe && SameBytes(a.user_ids, b.user_ids);
+}
+bool Same(const PresenceBody& a, const PresenceBody& b) {
+  return a.user_id == b.user_id && a.online == b.online && a.devices == b.devices && a.time_ms == b.time_ms;
+}
 
 // ---- sample bodies: typical values, extremes of every integer, and empty and maximal variable fields ----
 
@@ -205,6 +221,45 @@ std::vector<ErrorBody> Samples<ErrorBody>() {
   };
 }
 
+const ByteVec& IdList() {
+  static const ByteVec p = {0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+  return p;
+}
+template <>
+std::vector<GroupCreateBody> Samples<GroupCreateBody>() {
+  return {{.group_id = 77}, {}, {.group_id = kU64Max}};
+}
+template <>
+std::vector<GroupJoinBody> Samples<GroupJoinBody>() {
+  return {{.group_id = 77}, {}, {.group_id = kU64Max}};
+}
+template <>
+std::vector<GroupLeaveBody> Samples<GroupLeaveBody>() {
+  return {{.group_id = 77}, {}, {.group_id = kU64Max}};
+}
+template <>
+std::vector<GroupMembersBody> Samples<GroupMembersBody>() {
+  return {{.group_id = 77, .after_user = 5}, {}, {.group_id = kU64Max, .after_user = kU64Max}};
+}
+template <>
+std::vector<GroupReplyBody> Samples<GroupReplyBody>() {
+  return {
+      {.status = 0, .group_id = 77, .has_more = 1, .members = IdList()},
+      {},
+      {.status = kU16Max, .group_id = kU64Max, .has_more = 0xff, .members = {}},
+  };
+}
+template <>
+std::vector<PresenceSubscribeBody> Samples<PresenceSubscribeBody>() {
+  return {{.subscribe = 1, .user_ids = IdList()}, {}, {.subscribe = 0xff, .user_ids = {}}};
+}
+template <>
+std::vector<PresenceBody> Samples<PresenceBody>() {
+  return {{.user_id = 42, .online = 1, .devices = 2, .time_ms = 1700000000000},
+          {},
+          {.user_id = kU64Max, .online = 0xff, .devices = kU32Max, .time_ms = kU64Max}};
+}
+
 template <typename B>
 ByteVec EncodeToVector(uint32_t request_id, const B& b) {
   ByteVec out(FrameSize(b));
@@ -236,7 +291,9 @@ class BodyCodecTest : public testing::Test {};
 
 using AllBodies =
     testing::Types<LoginBody, LoginAckBody, PingBody, PongBody, SendBody, SendAckBody, PushBody, PushAckBody,
-                   SyncBody, SyncDoneBody, KickBody, GoawayBody, LogoutBody, ErrorBody>;
+                   SyncBody, SyncDoneBody, KickBody, GoawayBody, LogoutBody, ErrorBody, GroupCreateBody,
+                   GroupJoinBody, GroupLeaveBody, GroupMembersBody, GroupReplyBody, PresenceSubscribeBody,
+                   PresenceBody>;
 TYPED_TEST_SUITE(BodyCodecTest, AllBodies);
 
 TYPED_TEST(BodyCodecTest, RoundTrips) {
@@ -460,7 +517,59 @@ TEST(WireLayoutTest, Error) {
               0x00, 0x00});                                                            // message
 }
 
+TEST(WireLayoutTest, GroupRequests) {
+  ExpectWire(21, GroupCreateBody{.group_id = 0x77},
+             {0x00, 0x00, 0x00, 0x14, 0x01, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x15,  // header
+              0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x77});                        // group_id
+  ExpectWire(22, GroupJoinBody{.group_id = 0x77},
+             {0x00, 0x00, 0x00, 0x14, 0x01, 0x11, 0x00, 0x00, 0x00, 0x00, 0x00, 0x16,  // header
+              0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x77});                        // group_id
+  ExpectWire(23, GroupLeaveBody{.group_id = 0x77},
+             {0x00, 0x00, 0x00, 0x14, 0x01, 0x12, 0x00, 0x00, 0x00, 0x00, 0x00, 0x17,  // header
+              0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x77});                        // group_id
+  ExpectWire(24, GroupMembersBody{.group_id = 0x77, .after_user = 5},
+             {0x00, 0x00, 0x00, 0x1c, 0x01, 0x13, 0x00, 0x00, 0x00, 0x00, 0x00, 0x18,  // header
+              0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x77,                          // group_id
+              0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05});                        // after_user
+}
+
+TEST(WireLayoutTest, GroupReply) {
+  const ByteVec members = {0, 0, 0, 0, 0, 0, 0, 0x2a};
+  ExpectWire(24, GroupReplyBody{.status = 0, .group_id = 0x77, .has_more = 0, .members = members},
+             {0x00, 0x00, 0x00, 0x23, 0x01, 0x14, 0x00, 0x00, 0x00, 0x00, 0x00, 0x18,  // header
+              0x00, 0x00,                                                              // status
+              0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x77,                          // group_id
+              0x00,                                                                    // has_more
+              0x00, 0x00, 0x00, 0x08,                                                  // members: 8 bytes
+              0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a});                        //   user 42
+}
+
+TEST(WireLayoutTest, Presence) {
+  const ByteVec ids = {0, 0, 0, 0, 0, 0, 0, 0x2a};
+  ExpectWire(25, PresenceSubscribeBody{.subscribe = 1, .user_ids = ids},
+             {0x00, 0x00, 0x00, 0x19, 0x01, 0x15, 0x00, 0x00, 0x00, 0x00, 0x00, 0x19,  // header
+              0x01,                                                                    // subscribe
+              0x00, 0x00, 0x00, 0x08,                                                  // user_ids: 8 bytes
+              0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a});                        //   user 42
+  ExpectWire(0, PresenceBody{.user_id = 42, .online = 1, .devices = 2, .time_ms = 1},
+             {0x00, 0x00, 0x00, 0x21, 0x01, 0x16, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // header
+              0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a,                          // user_id
+              0x01,                                                                    // online
+              0x00, 0x00, 0x00, 0x02,                                                  // devices
+              0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01});                        // time_ms
+}
+
 // clang-format on
+
+TEST(DecodeTest, IdListsHoldWholeIds) {
+  // A members / user_ids field whose length is not a multiple of 8 is malformed.
+  const ByteVec body = {0x01, 0x00, 0x00, 0x00, 0x07, 1, 2, 3, 4, 5, 6, 7};
+  PresenceSubscribeBody p;
+  EXPECT_FALSE(Decode(body, &p));
+  ByteVec ok = {0x01, 0x00, 0x00, 0x00, 0x08, 0, 0, 0, 0, 0, 0, 0, 9};
+  ASSERT_TRUE(Decode(ok, &p));
+  EXPECT_EQ(IdAt(p.user_ids, 0), 9u);
+}
 
 // ---- PeekFrame ----
 
@@ -706,13 +815,17 @@ TEST(NamesTest, OpcodeNames) {
       {Opcode::kPush, "push"},          {Opcode::kPushAck, "push_ack"},   {Opcode::kSync, "sync"},
       {Opcode::kSyncDone, "sync_done"}, {Opcode::kKick, "kick"},          {Opcode::kGoaway, "goaway"},
       {Opcode::kLogout, "logout"},      {Opcode::kError, "error"},
+      {Opcode::kGroupCreate, "group_create"},   {Opcode::kGroupJoin, "group_join"},
+      {Opcode::kGroupLeave, "group_leave"},     {Opcode::kGroupMembers, "group_members"},
+      {Opcode::kGroupReply, "group_reply"},     {Opcode::kPresenceSubscribe, "presence_subscribe"},
+      {Opcode::kPresence, "presence"},
   };
-  ASSERT_EQ(want.size(), kMaxOpcode);
+  ASSERT_EQ(want.size(), kMaxOpcode - 1u);  // 15 is never assigned
   for (const auto& [op, name] : want) {
     EXPECT_EQ(OpcodeName(static_cast<uint8_t>(op)), name);
     EXPECT_TRUE(IsKnownOpcode(static_cast<uint8_t>(op)));
   }
-  for (int op : {0, 15, 16, 0x80, 0xff}) {
+  for (int op : {0, 15, 23, 0x80, 0xff}) {
     EXPECT_EQ(OpcodeName(static_cast<uint8_t>(op)), "unknown");
     EXPECT_FALSE(IsKnownOpcode(static_cast<uint8_t>(op)));
   }
