@@ -52,6 +52,10 @@ enum Flags : uint8_t { kRecvArmed = 1, kSendInflight = 2, kDirty = 4, kCloseInfl
 constexpr uint32_t kNoLink = 0xffffffffu;
 constexpr uint64_t kLeaveFallbackNs = 2000000000ull;  // a LOGOUT that cannot be written in 2 s is dropped
 constexpr uint32_t kSyncLimit = 100;
+// A generated payload starts with the intended send time (8 bytes) and the run id (8 bytes).
+constexpr uint32_t kPayloadHeader = 16;
+// request_id of group setup requests: this tag, plus the group's position in the user's list.
+constexpr uint32_t kGroupRequest = 0x40000000u;
 // IORING_OP_BIND (kernel 6.11): liburing 2.3 predates it, so its number is spelled out here.
 constexpr uint8_t kOpBindOpcode = 56;
 #ifndef IP_BIND_ADDRESS_NO_PORT
@@ -87,8 +91,12 @@ struct LoadShard::Client {
   uint8_t hb_streak;       // PONGs in a row since the adaptive interval last changed
   uint8_t syncing;         // a SYNC is outstanding
   uint8_t leave;           // how the current leave_at takes the client down (Leave)
+  uint8_t groups_done;     // this user's group memberships are in place (first device only)
+  uint16_t groups_pending; // GROUP_CREATE/JOIN requests not answered yet
   uint64_t last_push_seq;  // highest inbox seq up to which every PUSH arrived (the PUSH_ACK cursor)
   uint64_t seen_above;     // bit i: seq last_push_seq + 2 + i arrived already (out of order)
+  uint64_t high_seen;      // highest inbox seq any PUSH carried
+  uint64_t sync_from;      // the cursor when the current chain of SYNCs began
   uint64_t t_connect;      // intended time of the current connect attempt
   uint64_t t_login;        // when LOGIN was queued
   uint64_t t_down;         // when the connection was lost (for reconnect time), 0 if none
@@ -139,7 +147,16 @@ class LoadShard::Impl {
   void WriteRaw(uint32_t local, const uint8_t* data, uint32_t n);
   void HandleFrame(uint32_t local, const proto::Header& h, std::span<const uint8_t> body);
   void OnPush(uint32_t local, const proto::PushBody& push, uint64_t now);
-  void SendSync(uint32_t local, uint64_t after, uint64_t now);
+  void StartGroupSetup(uint32_t local);
+  void OnGroupReply(uint32_t local, uint32_t request_id, const proto::GroupReplyBody& reply);
+  // The target of message `seq` of client `index`: a function of the two, so acks can recompute it.
+  // False when the message cannot go yet (groups not set up).
+  bool TargetOf(uint32_t index, uint32_t seq, uint8_t* kind, uint64_t* id) const;
+  // Every device that must receive message `seq` of client `index`, into recipients_.
+  void RecipientsOf(uint32_t index, uint32_t seq);
+  void AddDevicesOf(uint64_t user);
+  // page: the next page of the same answer (has_more), rather than a new round.
+  void SendSync(uint32_t local, uint64_t after, uint64_t now, bool page = false);
   void Drive(uint32_t local, uint64_t now);
   void DriveEcho(uint32_t local, uint64_t now, bool running);
   uint64_t NextWake(const Client& c) const;
@@ -203,6 +220,8 @@ class LoadShard::Impl {
   std::mt19937_64 rng_;
   std::vector<uint8_t> scratch_ = std::vector<uint8_t>(1024);
   std::vector<uint8_t> payload_;
+  std::vector<uint32_t> recipients_;
+  uint32_t pumping_ = kNoLink;  // the client whose downlink PumpLink is delivering
   uint64_t next_live_ = 0;
   bool finishing_ = false;
   size_t next_storm_ = 0;
@@ -289,7 +308,10 @@ absl::Status LoadShard::Impl::Setup() {
   rng_.seed(cfg_.seed * 0x9e3779b97f4a7c15ull + s_->id_);
   clients_.resize(mine);
   if (UsesWs()) ws_.resize(mine);
-  payload_.assign(std::max<uint32_t>(8, cfg_.payload_max), 'x');
+  payload_.assign(std::max<uint32_t>(kPayloadHeader, cfg_.payload_max), 'x');
+  // Bytes 8..15 of every payload name this run, so messages an earlier run left in the server's inboxes
+  // (delivered by SYNC) are told apart from this run's, whose ids they would otherwise collide with.
+  std::memcpy(payload_.data() + 8, &e_->run_id(), 8);
   uint32_t local = 0;
   const uint64_t now = core::MonoNanos();
   for (uint32_t i = s_->id_; i < cfg_.clients; i += cfg_.shards, ++local) {
@@ -857,15 +879,16 @@ void LoadShard::Impl::OnUpgraded(uint32_t local, uint64_t now) {
   ArmTimer(local, NextWake(c));
 }
 
-void LoadShard::Impl::SendSync(uint32_t local, uint64_t after, uint64_t now) {
+void LoadShard::Impl::SendSync(uint32_t local, uint64_t after, uint64_t now, bool page) {
   Client& c = clients_[local];
+  if (!page) c.sync_from = c.last_push_seq;
   proto::SyncBody sync;
   sync.after_seq = after;
   sync.limit = kSyncLimit;
   Queue(local, 2, sync);
   s_->counters_.syncs.Inc();
   c.syncing = 1;
-  c.t_sync = now;
+  if (!page) c.t_sync = now;
 }
 
 void LoadShard::Impl::HandleFrame(uint32_t local, const proto::Header& h, std::span<const uint8_t> body) {
@@ -913,6 +936,9 @@ void LoadShard::Impl::HandleFrame(uint32_t local, const proto::Header& h, std::s
       if (cfg_.bg_switches_per_hour > 0 && c.next_bg == kNever) c.next_bg = DrawBackgroundSwitch(c, now);
       // SYNC from the last contiguous seq after every login: what arrived while offline comes now.
       if (cfg_.sync_on_reconnect) SendSync(local, c.last_push_seq, now);
+      if (cfg_.message_targets == EngineConfig::Targets::kGroups && DeviceOf(c.index) == 1 && !c.groups_done) {
+        StartGroupSetup(local);
+      }
       ArmTimer(local, NextWake(c));
       return;
     }
@@ -946,14 +972,12 @@ void LoadShard::Impl::HandleFrame(uint32_t local, const proto::Header& h, std::s
         return;
       }
       s_->counters_.acked.Inc();
-      uint32_t acked_seq = static_cast<uint32_t>(ack.client_msg_id);
+      uint64_t id = e_->LedgerId(ack.client_msg_id);
+      uint32_t acked_seq = MessageSeq(id);
       // Only the last four SENDs' times are kept: an ack more than four messages late is not timed.
       if (acked_seq + 4 > c.seq) s_->lat_.send_ack.Record(now - std::min(now, c.sent_at[acked_seq % 4]));
-      uint32_t recipients[64];
-      uint32_t n = std::min<uint32_t>(cfg_.devices_per_user, 64);
-      uint32_t first = (c.index / cfg_.devices_per_user) * cfg_.devices_per_user;
-      for (uint32_t d = 0; d < n; ++d) recipients[d] = first + d;
-      s_->ledger_.Acked(ack.client_msg_id, std::span<const uint32_t>(recipients, n));
+      RecipientsOf(c.index, acked_seq);
+      s_->ledger_.Acked(id, recipients_);
       return;
     }
     case proto::Opcode::kPush: {
@@ -971,13 +995,12 @@ void LoadShard::Impl::HandleFrame(uint32_t local, const proto::Header& h, std::s
         s_->counters_.protocol_errors.Inc();
         return;
       }
-      // Everything up to max_seq has now been sent to us: the cursor moves there.
-      if (done.max_seq > c.last_push_seq) {
-        uint64_t moved = done.max_seq - c.last_push_seq;
-        c.seen_above = moved >= 64 ? 0 : c.seen_above >> moved;
-        c.last_push_seq = done.max_seq;
-      }
+      // The cursor moves only over PUSHes that arrived (OnPush), never to max_seq: a seq below max_seq
+      // that this answer did not carry is stored but not yet deliverable, and jumping would drop it.
       if (done.has_more) {
+        SendSync(local, std::max(c.last_push_seq, done.max_seq), now, /*page=*/true);
+      } else if (c.last_push_seq < c.high_seen && c.last_push_seq > c.sync_from) {
+        // Still behind what was seen, but this round made progress: go again from the cursor.
         SendSync(local, c.last_push_seq, now);
       } else {
         c.syncing = 0;
@@ -985,6 +1008,17 @@ void LoadShard::Impl::HandleFrame(uint32_t local, const proto::Header& h, std::s
       }
       return;
     }
+    case proto::Opcode::kGroupReply: {
+      proto::GroupReplyBody reply;
+      if (!proto::Decode(body, &reply)) {
+        s_->counters_.protocol_errors.Inc();
+        return;
+      }
+      OnGroupReply(local, h.request_id, reply);
+      return;
+    }
+    case proto::Opcode::kPresence:
+      return;
     case proto::Opcode::kKick:
       s_->counters_.kicks.Inc();
       Close(local, true);
@@ -1005,19 +1039,32 @@ void LoadShard::Impl::OnPush(uint32_t local, const proto::PushBody& push, uint64
     // was shown before (a SYNC overlapping live pushes). Only new seqs reach the ledger, whose duplicates
     // therefore count messages the server stored or sent twice under different seqs.
     if (push.seq <= c.last_push_seq) return;
+    c.high_seen = std::max(c.high_seen, push.seq);
     uint64_t ahead = push.seq - c.last_push_seq - 2;  // bit index in seen_above when seq > cursor + 1
-    if (push.seq > c.last_push_seq + 1 && ahead < 64) {
+    if (push.seq > c.last_push_seq + 1 && ahead >= 64) {
+      // Beyond the client's 64-message reorder window: not shown now; a SYNC from the cursor fetches it
+      // in order (OnSyncDone keeps syncing while the cursor is behind what was seen).
+      if (!c.syncing && cfg_.sync_on_reconnect) {
+        s_->counters_.sync_gaps.Inc();
+        SendSync(local, c.last_push_seq, now);
+      }
+      return;
+    }
+    if (push.seq > c.last_push_seq + 1) {
       if (c.seen_above & (uint64_t{1} << ahead)) return;
       c.seen_above |= uint64_t{1} << ahead;
     }
   }
-  if (s_->ledger_.Delivered(c.index, push.client_msg_id)) {
+  uint64_t run = 0;
+  if (push.payload.size() >= kPayloadHeader) std::memcpy(&run, push.payload.data() + 8, 8);
+  if (run != e_->run_id()) {
+    // Not this run's message (an earlier run's, or someone else's): shown, acknowledged, not judged.
+    s_->counters_.foreign.Inc();
+  } else if (s_->ledger_.Delivered(c.index, e_->LedgerId(push.client_msg_id))) {
     s_->counters_.delivered.Inc();
-    if (push.payload.size() >= 8) {
-      uint64_t sent_at;
-      std::memcpy(&sent_at, push.payload.data(), 8);
-      s_->lat_.end_to_end.Record(now - std::min(now, sent_at));
-    }
+    uint64_t sent_at;
+    std::memcpy(&sent_at, push.payload.data(), 8);
+    s_->lat_.end_to_end.Record(now - std::min(now, sent_at));
   } else {
     s_->counters_.duplicates.Inc();
   }
@@ -1040,6 +1087,93 @@ void LoadShard::Impl::OnPush(uint32_t local, const proto::PushBody& push, uint64
     // A gap in the inbox sequence: the client rule is to SYNC from the last contiguous seq.
     s_->counters_.sync_gaps.Inc();
     SendSync(local, c.last_push_seq, now);
+  }
+}
+
+namespace {
+uint64_t Mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+bool LoadShard::Impl::TargetOf(uint32_t index, uint32_t seq, uint8_t* kind, uint64_t* id) const {
+  const uint64_t h = Mix(cfg_.seed ^ (static_cast<uint64_t>(index) << 32 | seq));
+  switch (cfg_.message_targets) {
+    case EngineConfig::Targets::kSelf:
+      *kind = static_cast<uint8_t>(proto::TargetKind::kUser);
+      *id = UserOf(index);
+      return true;
+    case EngineConfig::Targets::kRandomUser:
+      *kind = static_cast<uint8_t>(proto::TargetKind::kUser);
+      *id = h % e_->users() + 1;
+      return true;
+    case EngineConfig::Targets::kGroups: {
+      std::span<const uint32_t> groups = e_->GroupsOf(UserOf(index));
+      if (groups.empty() || !e_->GroupsReady()) return false;
+      *kind = static_cast<uint8_t>(proto::TargetKind::kGroup);
+      *id = groups[h % groups.size()] + 1;
+      return true;
+    }
+  }
+  return false;
+}
+
+void LoadShard::Impl::AddDevicesOf(uint64_t user) {
+  const uint64_t first = (user - 1) * cfg_.devices_per_user;
+  for (uint64_t d = 0; d < cfg_.devices_per_user && first + d < cfg_.clients; ++d) {
+    recipients_.push_back(static_cast<uint32_t>(first + d));
+  }
+}
+
+void LoadShard::Impl::RecipientsOf(uint32_t index, uint32_t seq) {
+  // The local backend's rule (docs/protocol.md 6.5.1): every device of every recipient user, and every
+  // device of the sender (the sending device included).
+  recipients_.clear();
+  uint8_t kind = 0;
+  uint64_t id = 0;
+  if (!TargetOf(index, seq, &kind, &id)) return;
+  AddDevicesOf(UserOf(index));
+  if (kind == static_cast<uint8_t>(proto::TargetKind::kGroup)) {
+    const uint32_t g = static_cast<uint32_t>(id - 1);
+    for (uint32_t j = 0; j < e_->GroupMembers(); ++j) {
+      uint64_t member = e_->GroupMember(g, j);
+      if (member != UserOf(index)) AddDevicesOf(member);
+    }
+  } else if (id != UserOf(index)) {
+    AddDevicesOf(id);
+  }
+}
+
+void LoadShard::Impl::StartGroupSetup(uint32_t local) {
+  Client& c = clients_[local];
+  std::span<const uint32_t> groups = e_->GroupsOf(UserOf(c.index));
+  c.groups_pending = static_cast<uint16_t>(std::min<size_t>(groups.size(), 0xffff));
+  for (uint32_t k = 0; k < c.groups_pending; ++k) {
+    // Create, which makes us the first member; if someone was first, join instead (OnGroupReply).
+    proto::GroupCreateBody create;
+    create.group_id = groups[k] + 1;
+    Queue(local, kGroupRequest | k, create);
+  }
+  if (c.groups_pending == 0) c.groups_done = 1;
+}
+
+void LoadShard::Impl::OnGroupReply(uint32_t local, uint32_t request_id, const proto::GroupReplyBody& reply) {
+  Client& c = clients_[local];
+  if ((request_id & kGroupRequest) == 0 || c.groups_done || c.groups_pending == 0) return;
+  const auto status = static_cast<proto::GroupStatus>(reply.status);
+  if (status == proto::GroupStatus::kAlreadyExists) {
+    proto::GroupJoinBody join;
+    join.group_id = reply.group_id;
+    Queue(local, request_id, join);
+    return;
+  }
+  if (status != proto::GroupStatus::kOk) s_->counters_.protocol_errors.Inc();
+  if (--c.groups_pending == 0) {
+    c.groups_done = 1;
+    e_->GroupsJoined();
   }
 }
 
@@ -1144,17 +1278,21 @@ void LoadShard::Impl::Drive(uint32_t local, uint64_t now) {
     double interval_ns = 1e9 / cfg_.msg_rate_per_client;
     while (c.next_msg <= now && running) {
       proto::SendBody send;
-      uint64_t users = (cfg_.clients + cfg_.devices_per_user - 1) / cfg_.devices_per_user;
-      send.target_kind = 0;
-      send.target_id = cfg_.target_self ? UserOf(c.index) : rng_() % users + 1;
-      uint32_t seq = ++c.seq;
-      send.client_msg_id = (static_cast<uint64_t>(c.index) << 32) | seq;
+      uint32_t seq = c.seq + 1;
+      if (!TargetOf(c.index, seq, &send.target_kind, &send.target_id)) {
+        // Group messages start once every member has joined: until then this send time passes unused.
+        c.next_msg += static_cast<uint64_t>(interval_ns);
+        continue;
+      }
+      c.seq = seq;
+      const uint64_t id = MakeMessageId(c.index, seq);
+      send.client_msg_id = e_->WireId(id);
       std::memcpy(payload_.data(), &c.next_msg, 8);  // the intended send time rides to the receiver
       c.sent_at[seq % 4] = c.next_msg;
       uint32_t size = PayloadSize();
       send.payload = std::span<const uint8_t>(payload_.data(), size);
       Queue(local, seq, send);
-      s_->ledger_.Sent(send.client_msg_id);
+      s_->ledger_.Sent(id);
       s_->counters_.sent.Inc();
       s_->counters_.payload_bytes.Inc(size);
       s_->lat_.lag.Record(now - c.next_msg);
@@ -1195,7 +1333,8 @@ void LoadShard::Impl::DriveEcho(uint32_t local, uint64_t now, bool running) {
 }
 
 uint32_t LoadShard::Impl::PayloadSize() {
-  const uint32_t lo = std::max<uint32_t>(8, cfg_.payload_min);
+  const uint32_t lo = std::max<uint32_t>(
+      cfg_.transport == Transport::kWebSocketEcho ? 8 : kPayloadHeader, cfg_.payload_min);
   const uint32_t hi = std::max<uint32_t>(lo, cfg_.payload_max);
   switch (cfg_.payload_dist) {
     case PayloadDist::kFixed:
@@ -1239,7 +1378,11 @@ void LoadShard::Impl::WriteRaw(uint32_t local, const uint8_t* data, uint32_t n) 
     uint64_t now = core::MonoNanos();
     link->Push(LinkParams::kUp, now, data, n);
     uint64_t due = link->NextDue(now);
-    if (due <= now) {
+    if (pumping_ == local) {
+      // Written while PumpLink hands this client its downlink bytes (a PUSH_ACK, a PONG answer): the
+      // pump passes the uplink on when it is done. Pumping again here would hand out the downlink chunk
+      // the outer pump is still holding a second time.
+    } else if (due <= now) {
       PumpLink(local, now);
     } else {
       ArmLinkTimer(local, due);
@@ -1276,10 +1419,12 @@ void LoadShard::Impl::PumpLink(uint32_t local, uint64_t now) {
     return;
   }
   link->Pop(LinkParams::kUp, now, [&](const uint8_t* data, uint32_t n) { Write(local, data, n); });
+  pumping_ = local;
   link->Pop(LinkParams::kDown, now, [&](const uint8_t* data, uint32_t n) {
     State st = clients_[local].state;
     if (Live(st)) Consume(local, data, n);
   });
+  pumping_ = kNoLink;
   // A frame the client answered while consuming went into the uplink: pass it on if it is due too.
   link->Pop(LinkParams::kUp, now, [&](const uint8_t* data, uint32_t n) { Write(local, data, n); });
   wheel_.Cancel(LinkTimerId(local));
@@ -1510,6 +1655,24 @@ void LoadShard::Impl::ScheduleReconnect(uint32_t local, uint64_t now) {
 }
 
 Engine::Engine(EngineConfig config) : config_(std::move(config)) {
+  run_id_ = std::random_device{}() | (static_cast<uint64_t>(std::random_device{}()) << 32) | 1;
+  const uint32_t devices = std::max<uint32_t>(1, config_.devices_per_user);
+  users_ = (config_.clients + devices - 1) / devices;
+  if (config_.message_targets == EngineConfig::Targets::kGroups && users_ > 0 && config_.group_count > 0) {
+    // Memberships as a compressed table user -> groups, from the arithmetic rule in EngineConfig.
+    std::vector<uint32_t> count(users_ + 1, 0);
+    for (uint32_t g = 0; g < config_.group_count; ++g) {
+      for (uint32_t j = 0; j < GroupMembers(); ++j) ++count[GroupMember(g, j)];
+    }
+    group_offsets_.assign(users_ + 1, 0);
+    for (uint64_t u = 1; u <= users_; ++u) group_offsets_[u] = group_offsets_[u - 1] + count[u];
+    user_groups_.resize(group_offsets_[users_]);
+    std::vector<uint32_t> fill(group_offsets_.begin(), group_offsets_.end() - 1);
+    for (uint32_t g = 0; g < config_.group_count; ++g) {
+      for (uint32_t j = 0; j < GroupMembers(); ++j) user_groups_[fill[GroupMember(g, j) - 1]++] = g;
+    }
+    for (uint64_t u = 1; u <= users_; ++u) users_with_groups_ += count[u] > 0 ? 1 : 0;
+  }
   if (config_.joins.empty()) {
     config_.joins.push_back(Wave{0, config_.clients, 0, config_.connect_rate, Leave::kLogout});
   }

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -81,7 +82,15 @@ struct EngineConfig {
   double msg_rate_per_client = 0;  // messages per second per logged-in client
   uint32_t payload_bytes = 64;     // >= 8: the intended send time travels in the payload
   uint32_t devices_per_user = 1;
-  bool target_self = false;  // every SEND goes to the sender's own user instead of a random one
+  // Whom a SEND goes to: the sender's own user, a random user, or one of the sender's groups. Targets are a
+  // function of (sender, message seq), so the ledger recomputes a message's recipients from its id.
+  enum class Targets : uint8_t { kSelf, kRandomUser, kGroups };
+  Targets message_targets = Targets::kRandomUser;
+  // kGroups: group g (id g + 1) has members users (g * group_size + j) % users + 1 for j < group_size. The
+  // first device of each member creates or joins its groups after its first login; group messages start
+  // once every member has.
+  uint32_t group_count = 0;
+  uint32_t group_size = 0;
   bool auth_token = false;
   std::string auth_secret;
   uint32_t login_timeout_ms = 10000;
@@ -128,7 +137,7 @@ struct ShardCounters {
   metrics::Counter connects, connect_errors, logins, login_failures, sent, acked, delivered, duplicates, pings, pongs,
       reconnects, closes, protocol_errors, push_acks, syncs, unclean_closes, storm_drops, online_at_end, leaves,
       pong_timeouts, hb_grows, hb_backoffs, bg_switches, flaps, zombies, zombies_reaped, zombies_unreaped,
-      nat_blackholes, stalls, sync_gaps, kicks, disconnects, payload_bytes;
+      nat_blackholes, stalls, sync_gaps, kicks, disconnects, payload_bytes, foreign;
   metrics::Gauge connected, online;
 };
 
@@ -181,6 +190,32 @@ class Engine {
   uint64_t start_ns() const { return start_ns_; }
   uint64_t end_ns() const { return end_ns_; }
   std::atomic<bool>& stop() { return stop_; }
+  // Random per run; carried in every payload (see kPayloadHeader in engine.cc).
+  const uint64_t& run_id() const { return run_id_; }
+  // The client_msg_id on the wire: the ledger's id (sender << 32 | seq, both below 2^24) with 8 bits of
+  // the run id above each half. Servers deduplicate SENDs by (user, device, client_msg_id) across
+  // restarts, so a second run against the same data must not reuse the first run's ids.
+  uint64_t WireId(uint64_t ledger_id) const {
+    const uint64_t tag = run_id_ >> 48;
+    return ledger_id | (tag >> 8) << 56 | (tag & 0xff) << 24;
+  }
+  static uint64_t LedgerId(uint64_t wire_id) { return wire_id & 0x00ffffff00ffffffull; }
+  // Users (1-based) and their groups, built once from the config.
+  uint64_t users() const { return users_; }
+  std::span<const uint32_t> GroupsOf(uint64_t user) const {
+    if (group_offsets_.empty()) return {};
+    return std::span<const uint32_t>(user_groups_.data() + group_offsets_[user - 1],
+                                     group_offsets_[user] - group_offsets_[user - 1]);
+  }
+  uint64_t GroupMember(uint32_t group, uint32_t j) const {
+    return (static_cast<uint64_t>(group) * config_.group_size + j) % users_ + 1;
+  }
+  uint32_t GroupMembers() const { return static_cast<uint32_t>(std::min<uint64_t>(config_.group_size, users_)); }
+  // A shard reports a user whose memberships are all in place; group messages wait for every such user.
+  void GroupsJoined() { groups_ready_users_.fetch_add(1, std::memory_order_relaxed); }
+  bool GroupsReady() const { return groups_ready_users_.load(std::memory_order_relaxed) >= users_with_groups_; }
+  uint64_t groups_ready_users() const { return groups_ready_users_.load(std::memory_order_relaxed); }
+  uint64_t users_with_groups() const { return users_with_groups_; }
   // Most clients logged in at once, sampled every 100 ms by Run.
   uint64_t online_peak() const { return online_peak_; }
   // The process's resident memory before the shards started and at its highest during the run.
@@ -194,6 +229,12 @@ class Engine {
   uint64_t end_ns_ = 0;
   std::atomic<bool> stop_{false};
   uint64_t online_peak_ = 0;
+  uint64_t users_ = 0;
+  uint64_t run_id_ = 0;
+  std::vector<uint32_t> group_offsets_;  // users + 1 entries into user_groups_
+  std::vector<uint32_t> user_groups_;
+  uint64_t users_with_groups_ = 0;
+  std::atomic<uint64_t> groups_ready_users_{0};
   uint64_t rss_start_ = 0;
   uint64_t rss_peak_ = 0;
 };

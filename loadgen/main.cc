@@ -26,8 +26,6 @@ namespace {
 // What this engine build runs of a scenario. Parts of the scenario model that the engine does not act on
 // yet are refused here rather than silently ignored.
 absl::Status Unsupported(const ll::Scenario& s) {
-  if (s.messaging.targets == ll::TargetSelection::kGroups)
-    return absl::UnimplementedError("messaging.targets: groups are not implemented yet");
   if (!s.auth.devices_distribution.empty())
     return absl::UnimplementedError("auth.devices_distribution: not implemented yet");
   return absl::OkStatus();
@@ -132,23 +130,35 @@ absl::StatusOr<ll::EngineConfig> ToEngineConfig(const ll::Scenario& s) {
   switch (pl.distribution) {
     case ll::PayloadDistribution::kFixed:
       c.payload_dist = ll::PayloadDist::kFixed;
-      c.payload_min = c.payload_max = std::max<uint32_t>(8, pl.size);
+      c.payload_min = c.payload_max = std::max<uint32_t>(16, pl.size);
       break;
     case ll::PayloadDistribution::kUniform:
       c.payload_dist = ll::PayloadDist::kUniform;
-      c.payload_min = std::max<uint32_t>(8, pl.min);
+      c.payload_min = std::max<uint32_t>(16, pl.min);
       c.payload_max = std::max<uint32_t>(c.payload_min, pl.max);
       break;
     case ll::PayloadDistribution::kLognormal:
       c.payload_dist = ll::PayloadDist::kLognormal;
-      c.payload_min = std::max<uint32_t>(8, pl.min);
+      c.payload_min = std::max<uint32_t>(16, pl.min);
       c.payload_max = std::max<uint32_t>(c.payload_min, pl.max);
       c.payload_median = pl.median;
       c.payload_sigma = pl.sigma;
       break;
   }
   c.devices_per_user = std::max<uint32_t>(1, s.auth.devices_per_user);
-  c.target_self = s.messaging.targets == ll::TargetSelection::kSelf;
+  switch (s.messaging.targets) {
+    case ll::TargetSelection::kSelf:
+      c.message_targets = ll::EngineConfig::Targets::kSelf;
+      break;
+    case ll::TargetSelection::kRandomUser:
+      c.message_targets = ll::EngineConfig::Targets::kRandomUser;
+      break;
+    case ll::TargetSelection::kGroups:
+      c.message_targets = ll::EngineConfig::Targets::kGroups;
+      c.group_count = s.messaging.groups.count;
+      c.group_size = s.messaging.groups.size;
+      break;
+  }
   c.auth_token = s.auth.mode == ll::AuthMode::kToken;
   if (c.auth_token) {
     absl::StatusOr<std::string> secret = ll::ReadAuthSecret(s.auth);

@@ -99,6 +99,7 @@ Report BuildReport(const Engine& engine, const Scenario& scenario) {
       {"sync_gaps", [](const ShardCounters& c) { return c.sync_gaps.Get(); }},
       {"push_acks", [](const ShardCounters& c) { return c.push_acks.Get(); }},
       {"payload_bytes", [](const ShardCounters& c) { return c.payload_bytes.Get(); }},
+      {"foreign_deliveries", [](const ShardCounters& c) { return c.foreign.Get(); }},
   };
   std::vector<const LedgerShard*> ledgers;
   for (const auto& s : engine.shards()) {

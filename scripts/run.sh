@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds Release, starts longlink-gateway on loopback, runs
+# The main job: installs what is missing, builds Release, starts longlink-gateway on loopback with its
+# embedded IM backend (durable inboxes in a temporary data directory), runs
 # longlink-loadgen against it with loadgen/scenarios/mobile-mix.yaml (10,000 mobile clients on a mix of
 # simulated networks connect, log in, heartbeat adaptively, go to the background and back, flap, stall and
 # exchange messages; a ledger checks that no acknowledged message was lost or duplicated), prints the
@@ -28,7 +29,7 @@ cmake --build build-release --target longlink-gateway longlink-loadgen -j"$(npro
 log=$(mktemp -d)
 trap 'kill $gw_pid 2>/dev/null || true; rm -rf "$log"' EXIT
 build-release/gateway/longlink-gateway --bind=0.0.0.0 --port=0 --metrics-bind=127.0.0.1 --metrics-port=0 \
-  --shards="$shards" --backend=echo >"$log/out" 2>"$log/err" &
+  --shards="$shards" --backend=local --data-dir="$log/data" >"$log/out" 2>"$log/err" &
 gw_pid=$!
 for _ in $(seq 100); do grep -q listening "$log/out" 2>/dev/null && break; sleep 0.1; done
 line=$(head -1 "$log/out")
