@@ -224,6 +224,7 @@ class LoadShard::Impl {
   uint32_t pumping_ = kNoLink;  // the client whose downlink PumpLink is delivering
   uint64_t next_live_ = 0;
   bool finishing_ = false;
+  bool ended_ = false;  // the run's duration has passed (the grace period runs)
   size_t next_storm_ = 0;
   size_t done_ = 0;  // clients in State::kDone
   void SetDone(Client& c) {
@@ -378,9 +379,7 @@ void LoadShard::Impl::Loop() {
         Client& c = clients_[i];
         if (c.state == State::kOnline) s_->counters_.online_at_end.Inc();
         Link* link = LinkOf(c);
-        if (link != nullptr && link->zombie() && (c.state == State::kOnline || c.state == State::kLeaving)) {
-          s_->counters_.zombies_unreaped.Inc();
-        }
+
         if (c.state == State::kWaiting) SetDone(c);
         wheel_.Cancel(i);
         if (link != nullptr) wheel_.Cancel(LinkTimerId(i));
@@ -389,6 +388,19 @@ void LoadShard::Impl::Loop() {
           if (CloseAfterFlush(i, false)) continue;
         }
         Close(i, false);
+      }
+    }
+    if (!ended_ && now >= e_->end_ns()) {
+      // The run's duration is over: phones on dead links regain coverage. Half-open (zombie) and
+      // black-holed connections are closed and reconnect in the grace period, SYNCing what they missed.
+      ended_ = true;
+      for (uint32_t i = 0; i < clients_.size(); ++i) {
+        Client& c = clients_[i];
+        Link* link = LinkOf(c);
+        if (link == nullptr || !link->dead() || !Live(c.state)) continue;
+        if (link->zombie()) s_->counters_.zombies_unreaped.Inc();
+        c.attempts = 0;
+        Close(i, true);
       }
     }
     if (finishing_ && done_ == clients_.size()) break;
@@ -488,7 +500,9 @@ void LoadShard::Impl::OnTimer(uint32_t id) {
     case State::kWaiting:
       if (now >= c.leave_at) {
         NextJoin(local, c.leave_at);
-      } else if (Running(now)) {
+      } else if (Running(now) || (c.t_down != 0 && !finishing_)) {
+        // New clients join only while the run lasts; one coming back from a lost connection also in the
+        // grace period.
         StartConnect(local);
       } else {
         SetDone(c);
@@ -1537,7 +1551,9 @@ void LoadShard::Impl::Close(uint32_t local, bool reconnect, bool reset) {
     wheel_.Cancel(LinkTimerId(local));
   }
   c.state = State::kClosing;
-  if (reconnect && Running(now)) {
+  // Reconnects go on in the grace period after the run: a client that lost its connection near the end
+  // comes back and SYNCs what it missed, so the ledger can judge it.
+  if (reconnect && !finishing_ && !e_->stop().load(std::memory_order_relaxed)) {
     c.flags |= kReconnect;
   } else {
     c.flags &= static_cast<uint8_t>(~kReconnect);
@@ -1638,7 +1654,7 @@ void LoadShard::Impl::MaybeFinishClose(uint32_t local) {
 
 void LoadShard::Impl::ScheduleReconnect(uint32_t local, uint64_t now) {
   Client& c = clients_[local];
-  if (!Running(now) || finishing_) {
+  if (finishing_ || e_->stop().load(std::memory_order_relaxed)) {
     SetDone(c);
     return;
   }
