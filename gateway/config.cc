@@ -11,6 +11,7 @@
 #include "core/shard_grid.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 
@@ -56,6 +57,17 @@ ABSL_FLAG(int32_t, queue_capacity, 0,
           "Capacity of each of the shards x shards cross-shard queues (0: as many as fit 16 MiB in all, "
           "between 64 and 8192; a full queue spills into a local overflow list)");
 ABSL_FLAG(int32_t, ring_entries, 4096, "Submission queue entries per shard ring");
+ABSL_FLAG(int32_t, ws_port, -1, "WebSocket port for browser and SDK clients (-1 disables it, 0 picks a free port)");
+ABSL_FLAG(std::string, ws_path, "/", "Request path of the WebSocket upgrade; other paths get 404");
+ABSL_FLAG(std::string, ws_allowed_origins, "",
+          "Comma-separated Origin values allowed to upgrade (empty: any); a mismatch gets 403");
+ABSL_FLAG(int64_t, ws_max_message_bytes, 0,
+          "Largest WebSocket message (all fragments together) a client may send (0: --max-frame-bytes)");
+ABSL_FLAG(int64_t, ws_max_header_bytes, 8192, "Largest HTTP upgrade request head; past it the answer is 431");
+ABSL_FLAG(bool, ws_accept_text, false,
+          "Accept text messages (valid UTF-8, handled like binary) instead of closing with 1003");
+ABSL_FLAG(std::string, ws_echo_path, "",
+          "Benchmark only: a path on which the gateway echoes every message back, without login (empty: off)");
 ABSL_FLAG(bool, force_plain_ring, false, "Do not ask for SINGLE_ISSUER/DEFER_TASKRUN or COOP_TASKRUN (testing)");
 
 namespace longlink::gateway {
@@ -116,6 +128,8 @@ absl::StatusOr<Config> ConfigFromFlags() {
     }
     c.max_conns_per_shard = static_cast<uint32_t>(mc);
   }
+  // io_uring's fixed-file table limit (IORING_MAX_FIXED_FILES); Conn keeps slots in 24 bits.
+  if (c.max_conns_per_shard > (1u << 20)) return Bad("max-conns-per-shard", "must be at most 1048576 per shard");
 
   c.metrics_bind = absl::GetFlag(FLAGS_metrics_bind);
   c.metrics_port = absl::GetFlag(FLAGS_metrics_port);
@@ -215,6 +229,25 @@ absl::StatusOr<Config> ConfigFromFlags() {
   if (re < 64 || re > 32768) return Bad("ring-entries", "must be 64..32768");
   c.ring_entries = static_cast<uint32_t>(re);
   c.force_plain_ring = absl::GetFlag(FLAGS_force_plain_ring);
+
+  c.ws_port = absl::GetFlag(FLAGS_ws_port);
+  if (c.ws_port < -1 || c.ws_port > 65535) return Bad("ws-port", "must be -1..65535");
+  c.ws_path = absl::GetFlag(FLAGS_ws_path);
+  if (c.ws_path.empty() || c.ws_path[0] != '/') return Bad("ws-path", "must start with '/'");
+  for (absl::string_view o : absl::StrSplit(absl::GetFlag(FLAGS_ws_allowed_origins), ',', absl::SkipWhitespace())) {
+    c.ws_allowed_origins.emplace_back(absl::StripAsciiWhitespace(o));
+  }
+  int64_t wmm = absl::GetFlag(FLAGS_ws_max_message_bytes);
+  if (wmm == 0) wmm = mfb;
+  if (wmm < 64 || wmm > (16 << 20)) return Bad("ws-max-message-bytes", "must be 0 or 64..16777216");
+  c.ws_max_message_bytes = static_cast<uint32_t>(wmm);
+  int64_t wmh = absl::GetFlag(FLAGS_ws_max_header_bytes);
+  if (wmh < 256 || wmh > (1 << 20)) return Bad("ws-max-header-bytes", "must be 256..1048576");
+  c.ws_max_header_bytes = static_cast<uint32_t>(wmh);
+  c.ws_accept_text = absl::GetFlag(FLAGS_ws_accept_text);
+  c.ws_echo_path = absl::GetFlag(FLAGS_ws_echo_path);
+  if (!c.ws_echo_path.empty() && c.ws_echo_path[0] != '/') return Bad("ws-echo-path", "must start with '/'");
+  if (!c.ws_echo_path.empty() && c.ws_echo_path == c.ws_path) return Bad("ws-echo-path", "must differ from --ws-path");
   return c;
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -48,6 +49,14 @@ struct Config {
   uint32_t ring_entries = 4096;
   uint32_t tick_ms = 20;
   bool force_plain_ring = false;
+  // WebSocket transport (docs/protocol.md section 5.2).
+  int32_t ws_port = -1;  // -1: off, 0: a free port
+  std::string ws_path = "/";
+  std::vector<std::string> ws_allowed_origins;  // empty: any Origin
+  uint32_t ws_max_message_bytes = 64 * 1024;
+  uint32_t ws_max_header_bytes = 8192;
+  bool ws_accept_text = false;
+  std::string ws_echo_path;  // empty: off
 };
 
 // Reads the parsed command-line flags into a Config and checks them; the error names the bad flag.

@@ -36,12 +36,24 @@ enum ConnFlags : uint8_t {
   kInRegistry = 1 << 7,
 };
 
+// WebSocket state of a connection, kept in the spare top byte of Conn::file_slot so Conn stays 48 bytes.
+enum WsBits : uint8_t {
+  kWsTransport = 1 << 0,   // accepted on the WebSocket listener (transport label "ws")
+  kWsOpen = 1 << 1,        // upgrade answered 101: bytes are WebSocket frames from here on
+  kWsEcho = 1 << 2,        // upgraded on --ws-echo-path: messages are echoed, no session
+  kWsCloseSent = 1 << 3,   // our close frame is queued; nothing may follow it
+  kWsFragmented = 1 << 4,  // a fragmented message is in progress (its buffer is in Shard::ws_messages_)
+};
+
 using core::Carry;
 using core::OutQueue;
 
 struct Conn {
   uint32_t gen;
-  uint32_t file_slot;
+  // io_uring caps a fixed-file table at 2^20 entries (IORING_MAX_FIXED_FILES), so a slot fits in 24 bits and
+  // the top byte holds the WebSocket bits (WsBits) instead of growing the struct.
+  uint32_t file_slot : 24;
+  uint32_t ws : 8;
   uint64_t user_id;
   uint32_t device_id;
   uint32_t next;          // next connection of the same user (registry chain), or next free id

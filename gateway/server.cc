@@ -18,6 +18,8 @@
 #include "gateway/backend/local/local_backend.h"
 #include "gateway/shard.h"
 #include "metrics/http_endpoint.h"
+#include "protocol/websocket.h"
+#include "protocol/ws_upgrade.h"
 
 namespace longlink::gateway {
 namespace {
@@ -83,6 +85,48 @@ void CollectGateway(const std::vector<std::unique_ptr<Shard>>& shards, core::Sha
   }
   LONGLINK_GATEWAY_COUNTERS(LL_SUM_)
 #undef LL_SUM_
+#define LL_SUM_T_(name, help)                                                                        \
+  {                                                                                                  \
+    auto f = metrics::CounterFamily(p + #name, help);                                                \
+    for (size_t t = 0; t < kTransports; ++t) {                                                       \
+      uint64_t total = 0;                                                                            \
+      for (const auto& s : shards) total += s->stats().name[t].Get();                                \
+      AddSample(&f, static_cast<double>(total), {{"transport", std::string(TransportName(t))}});     \
+    }                                                                                                \
+    out->push_back(std::move(f));                                                                    \
+  }
+  LONGLINK_GATEWAY_TRANSPORT_COUNTERS(LL_SUM_T_)
+#undef LL_SUM_T_
+  {
+    auto f = metrics::CounterFamily(p + "ws_upgrades_total", "WebSocket upgrade requests answered, by result");
+    for (size_t r = 0; r < kWsUpgradeResults; ++r) {
+      uint64_t total = 0;
+      for (const auto& s : shards) total += s->stats().ws_upgrades[r].Get();
+      std::string name;
+      if (r < kWsUpgradeParseErrorBase) {
+        static constexpr const char* kNames[] = {"ok", "echo", "bad_path", "bad_origin"};
+        name = kNames[r];
+      } else {
+        auto e = static_cast<protocol::ws::UpgradeError>(r - kWsUpgradeParseErrorBase);
+        // Request-side parse errors only (those a server answers with an HTTP status).
+        if (e == protocol::ws::UpgradeError::kNone || protocol::ws::HttpStatusFor(e) == 0) continue;
+        name = std::string(protocol::ws::UpgradeErrorName(e));
+      }
+      AddSample(&f, static_cast<double>(total), {{"result", name}});
+    }
+    out->push_back(std::move(f));
+  }
+  {
+    auto f = metrics::CounterFamily(p + "ws_protocol_errors_total",
+                                    "WebSocket connections closed for a framing violation, by error");
+    for (size_t e = 1; e <= static_cast<size_t>(protocol::ws::Error::kBadCloseCode); ++e) {
+      uint64_t total = 0;
+      for (const auto& s : shards) total += s->stats().ws_errors[e].Get();
+      AddSample(&f, static_cast<double>(total),
+                {{"error", std::string(protocol::ws::ErrorName(static_cast<protocol::ws::Error>(e)))}});
+    }
+    out->push_back(std::move(f));
+  }
   {
     auto f = metrics::CounterFamily(p + "closes_total", "Connections closed, by reason");
     for (size_t r = 0; r < static_cast<size_t>(CloseReason::kCount); ++r) {
@@ -94,26 +138,35 @@ void CollectGateway(const std::vector<std::unique_ptr<Shard>>& shards, core::Sha
   }
   for (int dir = 0; dir < 2; ++dir) {
     auto f = metrics::CounterFamily(p + (dir == 0 ? "frames_received_total" : "frames_sent_total"),
-                                    dir == 0 ? "Frames received from clients, by opcode" : "Frames sent to clients, by opcode");
-    for (uint8_t op = 0; op <= protocol::kMaxOpcode; ++op) {
-      uint64_t total = 0;
-      for (const auto& s : shards) total += (dir == 0 ? s->stats().frames_in[op] : s->stats().frames_out[op]).Get();
-      if (total == 0 && op != 0) continue;
-      AddSample(&f, static_cast<double>(total), {{"opcode", std::string(protocol::OpcodeName(op))}});
+                                    dir == 0 ? "Frames received from clients, by opcode and transport"
+                                             : "Frames sent to clients, by opcode and transport");
+    for (size_t t = 0; t < kTransports; ++t) {
+      for (uint8_t op = 0; op <= protocol::kMaxOpcode; ++op) {
+        uint64_t total = 0;
+        for (const auto& s : shards) {
+          total += (dir == 0 ? s->stats().frames_in[t][op] : s->stats().frames_out[t][op]).Get();
+        }
+        if (total == 0 && op != 0) continue;
+        AddSample(&f, static_cast<double>(total),
+                  {{"opcode", std::string(protocol::OpcodeName(op))}, {"transport", std::string(TransportName(t))}});
+      }
     }
     out->push_back(std::move(f));
   }
   {
-    auto conns = metrics::GaugeFamily(p + "connections", "Open client connections, by shard");
-    auto sessions = metrics::GaugeFamily(p + "sessions", "Logged-in sessions, by shard");
+    auto conns = metrics::GaugeFamily(p + "connections", "Open client connections, by shard and transport");
+    auto sessions = metrics::GaugeFamily(p + "sessions", "Logged-in sessions, by shard and transport");
     auto pending = metrics::GaugeFamily(p + "pending_send_bytes", "Bytes queued for sending, by shard");
     auto mode = metrics::GaugeFamily(p + "ring_mode", "1 for the io_uring setup mode each shard runs with");
     auto depth = metrics::GaugeFamily(p + "cross_shard_queue_depth", "Messages waiting in queues into each shard");
     auto bufs = metrics::GaugeFamily(p + "recv_buffers", "Receive buffers in each shard's buffer ring");
     for (const auto& s : shards) {
       std::string id = std::to_string(s->id());
-      AddSample(&conns, static_cast<double>(s->stats().connections.Get()), {{"shard", id}});
-      AddSample(&sessions, static_cast<double>(s->stats().sessions.Get()), {{"shard", id}});
+      for (size_t t = 0; t < kTransports; ++t) {
+        std::string tn(TransportName(t));
+        AddSample(&conns, static_cast<double>(s->stats().connections[t].Get()), {{"shard", id}, {"transport", tn}});
+        AddSample(&sessions, static_cast<double>(s->stats().sessions[t].Get()), {{"shard", id}, {"transport", tn}});
+      }
       AddSample(&pending, static_cast<double>(s->stats().pending_send_bytes.Get()), {{"shard", id}});
       AddSample(&mode, 1,
                 {{"shard", id}, {"mode", std::string(core::RingModeName(static_cast<core::RingMode>(s->stats().ring_mode.Get())))}});
@@ -169,10 +222,32 @@ absl::Status RunGateway(const Config& config) {
     if (port == 0) port = BoundPort(*fd);  // the other shards join the port the first one got
     listeners.push_back(*fd);
   }
+  // The WebSocket listener: one SO_REUSEPORT socket per shard, like the TCP one.
+  std::vector<int> ws_listeners(config.shards, -1);
+  int ws_port = config.ws_port;
+  if (config.ws_port >= 0) {
+    uint16_t wp = static_cast<uint16_t>(config.ws_port);
+    for (uint32_t i = 0; i < config.shards; ++i) {
+      absl::StatusOr<int> fd = Listen(config.bind, wp);
+      if (!fd.ok()) {
+        for (int l : listeners) close(l);
+        for (int l : ws_listeners) {
+          if (l >= 0) close(l);
+        }
+        return fd.status();
+      }
+      if (wp == 0) wp = BoundPort(*fd);
+      ws_listeners[i] = *fd;
+    }
+    ws_port = wp;
+  }
   // After the listeners: a bad --bind must not leave a fresh data directory behind.
   absl::StatusOr<std::unique_ptr<BackendFactory>> made = MakeBackendFactory(config);
   if (!made.ok()) {
     for (int l : listeners) close(l);
+    for (int l : ws_listeners) {
+      if (l >= 0) close(l);
+    }
     return made.status();
   }
   std::unique_ptr<BackendFactory> factory = std::move(*made);
@@ -185,7 +260,7 @@ absl::Status RunGateway(const Config& config) {
   static const metrics::Buckets kLatency = metrics::Buckets::Exponential(0.00001, 2, 22);
   std::vector<std::unique_ptr<Shard>> shards;
   for (uint32_t i = 0; i < config.shards; ++i) {
-    shards.push_back(std::make_unique<Shard>(i, &shared, listeners[i], &kLatency));
+    shards.push_back(std::make_unique<Shard>(i, &shared, listeners[i], ws_listeners[i], &kLatency));
   }
   for (auto& s : shards) s->Start();
   while (shared.started.load() + shared.failed.load() < config.shards) usleep(1000);
@@ -229,11 +304,11 @@ absl::Status RunGateway(const Config& config) {
     }
     admin_port = admin->port();
   }
-  std::printf("longlink-gateway listening on %s:%u shards=%u metrics=%d backend=%s ring=%s admin=%d %s\n",
+  std::printf("longlink-gateway listening on %s:%u shards=%u metrics=%d backend=%s ring=%s admin=%d ws=%d %s\n",
               config.bind.c_str(), port, config.shards, config.metrics_port >= 0 ? endpoint.port() : -1,
               config.backend.c_str(),
               std::string(core::RingModeName(static_cast<core::RingMode>(shards[0]->stats().ring_mode.Get()))).c_str(),
-              admin_port, factory->Describe().c_str());
+              admin_port, ws_port, factory->Describe().c_str());
   std::fflush(stdout);
 
   int sig = 0;
@@ -244,7 +319,9 @@ absl::Status RunGateway(const Config& config) {
   for (auto& s : shards) s->Join();
   endpoint.Stop();
   uint64_t open = 0;
-  for (auto& s : shards) open += static_cast<uint64_t>(s->stats().connections.Get());
+  for (auto& s : shards) {
+    for (const metrics::Gauge& g : s->stats().connections) open += static_cast<uint64_t>(g.Get());
+  }
   std::fprintf(stderr, "longlink-gateway: drained, %lu connections left open\n", static_cast<unsigned long>(open));
   return absl::OkStatus();
 }

@@ -32,6 +32,8 @@ namespace {
 constexpr uint32_t kMultishotAcceptMinFreeSlots = 4096;
 // Receive buffers a shard starts with, and adds each time its ring runs dry (up to --recv-buffers).
 constexpr uint32_t kInitialRecvBuffers = 64;
+// Marks a migrating connection as WebSocket in ShardMessage::b (see OnMigrateOut).
+constexpr uint64_t kMigrateWsBit = 1ull << 63;
 
 uint64_t Mix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
@@ -70,22 +72,28 @@ std::string_view CloseReasonName(CloseReason r) {
   return "unknown";
 }
 
-Shard::Shard(uint32_t id, Shared* shared, int listen_fd, const metrics::Buckets* latency_buckets)
+Shard::Shard(uint32_t id, Shared* shared, int listen_fd, int ws_listen_fd, const metrics::Buckets* latency_buckets)
     : id_(id),
       shared_(shared),
       cfg_(*shared->config),
       shards_(shared->config->shards),
-      listen_fd_(listen_fd),
       outbox_(shared->grid, id),
       registry_(&conns_),
       stats_(latency_buckets),
       rng_state_(Mix64(id + 1)),
       tick_ms_(shared->config->tick_ms),
-      scratch_(1024) {}
+      scratch_(1024) {
+  acceptors_[0].fd = listen_fd;
+  acceptors_[1].fd = ws_listen_fd;
+  acceptors_[1].op = kOpAcceptWs;
+  acceptors_[1].transport = Transport::kWs;
+}
 
 Shard::~Shard() {
   Join();
-  if (listen_fd_ >= 0) close(listen_fd_);
+  for (Acceptor& a : acceptors_) {
+    if (a.fd >= 0) close(a.fd);
+  }
 }
 
 void Shard::Start() {
@@ -197,7 +205,10 @@ void Shard::HandleCqe(const io_uring_cqe* cqe) {
     case kOpWake:
       return;
     case kOpAccept:
-      OnAccept(cqe);
+      OnAccept(cqe, acceptors_[0]);
+      return;
+    case kOpAcceptWs:
+      OnAccept(cqe, acceptors_[1]);
       return;
     case kOpMigrateIn:
       OnMigrateIn(cqe);
@@ -250,7 +261,11 @@ void Shard::Housekeeping() {
 // ---- accept ----
 
 void Shard::ArmAccept() {
-  if (accept_armed_ || draining_ || listen_fd_ < 0) return;
+  for (Acceptor& a : acceptors_) ArmAcceptOn(a);
+}
+
+void Shard::ArmAcceptOn(Acceptor& a) {
+  if (a.armed || draining_ || a.fd < 0) return;
   // The kernel takes a connection off the backlog before it looks for a fixed-file slot, and closes it if
   // the table is full; so accept runs only while a slot is free, and pending connections wait in the
   // backlog otherwise. A multishot accept drains the whole backlog at once, so it runs only while more
@@ -263,29 +278,31 @@ void Shard::ArmAccept() {
     return;
   }
   accept_paused_ = false;
-  accept_multishot_ = free_slots > kMultishotAcceptMinFreeSlots;
+  a.multishot = free_slots > kMultishotAcceptMinFreeSlots;
   io_uring_sqe* sqe = ring_.Sqe();
-  if (accept_multishot_) {
+  if (a.multishot) {
     // Multishot accept straight into the fixed-file table (kernel 5.19).
-    io_uring_prep_multishot_accept_direct(sqe, listen_fd_, nullptr, nullptr, 0);
+    io_uring_prep_multishot_accept_direct(sqe, a.fd, nullptr, nullptr, 0);
   } else {
     // One-shot accept into a kernel-picked slot (kernel 5.19). liburing 2.3 adds 1 to the index, as its
     // multishot helper does, so this asks for IORING_FILE_INDEX_ALLOC.
-    io_uring_prep_accept_direct(sqe, listen_fd_, nullptr, nullptr, 0, IORING_FILE_INDEX_ALLOC - 1);
+    io_uring_prep_accept_direct(sqe, a.fd, nullptr, nullptr, 0, IORING_FILE_INDEX_ALLOC - 1);
   }
-  io_uring_sqe_set_data64(sqe, PackUserData(kOpAccept, 0, 0));
-  accept_armed_ = true;
+  io_uring_sqe_set_data64(sqe, PackUserData(a.op, 0, 0));
+  a.armed = true;
 }
 
 void Shard::SlotTaken() {
   ++slots_used_;
   uint32_t free_slots = cfg_.max_conns_per_shard - std::min(slots_used_, cfg_.max_conns_per_shard);
-  if (accept_armed_ && accept_multishot_ && !accept_cancel_sent_ && free_slots <= kMultishotAcceptMinFreeSlots) {
-    // Near the limit: replace the multishot accept by one-shot ones (OnAccept re-arms on -ECANCELED).
-    io_uring_sqe* sqe = ring_.Sqe();
-    io_uring_prep_cancel64(sqe, PackUserData(kOpAccept, 0, 0), 0);
-    io_uring_sqe_set_data64(sqe, PackUserData(kOpIgnore, 0, 0));
-    accept_cancel_sent_ = true;
+  for (Acceptor& a : acceptors_) {
+    if (a.armed && a.multishot && !a.cancel_sent && free_slots <= kMultishotAcceptMinFreeSlots) {
+      // Near the limit: replace the multishot accept by one-shot ones (OnAccept re-arms on -ECANCELED).
+      io_uring_sqe* sqe = ring_.Sqe();
+      io_uring_prep_cancel64(sqe, PackUserData(a.op, 0, 0), 0);
+      io_uring_sqe_set_data64(sqe, PackUserData(kOpIgnore, 0, 0));
+      a.cancel_sent = true;
+    }
   }
 }
 
@@ -294,10 +311,10 @@ void Shard::SlotFreed() {
   if (accept_paused_) ArmAccept();
 }
 
-void Shard::OnAccept(const io_uring_cqe* cqe) {
+void Shard::OnAccept(const io_uring_cqe* cqe, Acceptor& a) {
   if (!(cqe->flags & IORING_CQE_F_MORE)) {
-    accept_armed_ = false;
-    accept_cancel_sent_ = false;
+    a.armed = false;
+    a.cancel_sent = false;
   }
   if (cqe->res < 0) {
     if (cqe->res == -ENFILE) {
@@ -308,11 +325,11 @@ void Shard::OnAccept(const io_uring_cqe* cqe) {
       return;
     }
     if (cqe->res != -ECANCELED) stats_.accept_errors_total.Inc();
-    if (!accept_armed_ && !accept_paused_) ArmAccept();
+    if (!a.armed && !accept_paused_) ArmAcceptOn(a);
     return;
   }
   SlotTaken();
-  if (!accept_armed_ && !accept_paused_) ArmAccept();
+  if (!a.armed && !accept_paused_) ArmAcceptOn(a);
   uint32_t slot = static_cast<uint32_t>(cqe->res);
   uint32_t id = conns_.Alloc();
   if (id == kNoConn) {
@@ -322,10 +339,13 @@ void Shard::OnAccept(const io_uring_cqe* cqe) {
     SlotFreed();
     return;
   }
-  stats_.accepts_total.Inc();
-  stats_.connections.Add(1);
+  size_t t = static_cast<size_t>(a.transport);
+  stats_.accepts_total[t].Inc();
+  stats_.connections[t].Add(1);
   Conn& c = conns_[id];
   c.file_slot = slot;
+  // A WebSocket connection first answers the upgrade, within the same deadline as LOGIN.
+  if (a.transport == Transport::kWs) c.ws = kWsTransport;
   c.state = ConnState::kAwaitLogin;
   c.last_rx_tick = static_cast<uint32_t>(NowTick());
   wheel_.Arm(TimerId(id, kTimerSession), NowTick() + (cfg_.login_timeout_ms + tick_ms_ - 1) / tick_ms_);
@@ -359,7 +379,7 @@ void Shard::OnRecv(uint32_t id, const io_uring_cqe* cqe) {
   if (!more) c.flags &= static_cast<uint8_t>(~kRecvArmed);
   if (cqe->res > 0) {
     uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-    stats_.received_bytes_total.Inc(static_cast<uint64_t>(cqe->res));
+    stats_.received_bytes_total[TransportOf(id)].Inc(static_cast<uint64_t>(cqe->res));
     if (c.state == ConnState::kAwaitLogin || c.state == ConnState::kActive) {
       c.last_rx_tick = static_cast<uint32_t>(NowTick());
       Consume(id, bufs_.Buffer(bid), static_cast<uint32_t>(cqe->res));
@@ -389,10 +409,18 @@ void Shard::OnRecv(uint32_t id, const io_uring_cqe* cqe) {
   }
 }
 
-void Shard::Consume(uint32_t id, const uint8_t* data, uint32_t len) {
+void Shard::Consume(uint32_t id, uint8_t* data, uint32_t len) {
   Conn& c = conns_[id];
   if (c.state != ConnState::kAwaitLogin && c.state != ConnState::kActive) return;
   if (c.flags & kCloseAfterFlush) return;
+  if (c.ws & kWsTransport) {
+    if (c.ws & kWsOpen) {
+      ConsumeWsFrames(id, data, len);
+    } else {
+      ConsumeUpgrade(id, data, len);
+    }
+    return;
+  }
   std::span<const uint8_t> rest;
   core::SplitResult r = core::SplitFrames(
       &c.carry, data, len, cfg_.max_frame_bytes,
@@ -401,13 +429,7 @@ void Shard::Consume(uint32_t id, const uint8_t* data, uint32_t len) {
     case core::SplitResult::kDone:
       return;
     case core::SplitResult::kStopped:
-      // Bytes that followed LOGIN travel with a connection that moves to its owner shard.
-      if (!rest.empty() && conns_[id].state == ConnState::kMigrating) {
-        Carry* k = Carry::New(static_cast<uint32_t>(rest.size()));
-        std::memcpy(k->data, rest.data(), rest.size());
-        k->len = static_cast<uint32_t>(rest.size());
-        conns_[id].carry = k;
-      }
+      KeepForMigration(id, rest);
       return;
     case core::SplitResult::kTooLarge:
       Close(id, CloseReason::k_frame_too_large);
@@ -418,8 +440,18 @@ void Shard::Consume(uint32_t id, const uint8_t* data, uint32_t len) {
   }
 }
 
+void Shard::KeepForMigration(uint32_t id, std::span<const uint8_t> rest) {
+  // Bytes that followed LOGIN travel with a connection that moves to its owner shard.
+  if (!rest.empty() && conns_[id].state == ConnState::kMigrating) {
+    Carry* k = Carry::New(static_cast<uint32_t>(rest.size()));
+    std::memcpy(k->data, rest.data(), rest.size());
+    k->len = static_cast<uint32_t>(rest.size());
+    conns_[id].carry = k;
+  }
+}
+
 bool Shard::HandleFrame(uint32_t id, const proto::Header& h, std::span<const uint8_t> body) {
-  stats_.frames_in[proto::IsKnownOpcode(h.opcode) ? h.opcode : 0].Inc();
+  stats_.frames_in[TransportOf(id)][proto::IsKnownOpcode(h.opcode) ? h.opcode : 0].Inc();
   Conn& c = conns_[id];
   if (c.state == ConnState::kAwaitLogin) {
     if (h.opcode != static_cast<uint8_t>(proto::Opcode::kLogin)) {
@@ -555,7 +587,7 @@ void Shard::CompleteLogin(uint32_t id, uint32_t request_id, uint64_t start_ns) {
     return;
   }
   stats_.logins_total.Inc();
-  stats_.sessions.Add(1);
+  stats_.sessions[TransportOf(id)].Add(1);
   proto::LoginAckBody ack;
   ack.status = static_cast<uint16_t>(proto::LoginStatus::kOk);
   ack.heartbeat_interval_ms = cfg_.heartbeat_interval_ms;
@@ -598,7 +630,8 @@ void Shard::OnMigrateOut(uint32_t id, const io_uring_cqe* cqe) {
   core::ShardMessage m;
   m.kind = kMsgMigrate;
   m.a = c.user_id;
-  m.b = mig.start_ns;
+  // Monotonic nanoseconds stay far below 2^63: the top bit says the connection speaks WebSocket.
+  m.b = mig.start_ns | ((c.ws & kWsOpen) ? kMigrateWsBit : 0);
   m.u32 = c.device_id;
   m.u32b = mig.request_id;
   m.len = (static_cast<uint32_t>(c.platform) << 24) | mig.token;
@@ -610,7 +643,7 @@ void Shard::OnMigrateOut(uint32_t id, const io_uring_cqe* cqe) {
   io_uring_sqe* sqe = ring_.Sqe();
   io_uring_prep_close_direct(sqe, c.file_slot);
   io_uring_sqe_set_data64(sqe, PackUserData(kOpIgnore, 0, 0));
-  stats_.connections.Add(-1);
+  stats_.connections[TransportOf(id)].Add(-1);
   c.state = ConnState::kClosing;
   MaybeFree(id);
   SlotFreed();  // the close above runs before any accept submitted after it
@@ -644,15 +677,16 @@ void Shard::FinishMigrateIn(uint64_t key, PendingMigration& p) {
     release();
     return;
   }
-  stats_.connections.Add(1);
   Conn& c = conns_[id];
   c.file_slot = slot;
+  if (m.b & kMigrateWsBit) c.ws = kWsTransport | kWsOpen;
+  stats_.connections[TransportOf(id)].Add(1);
   c.state = ConnState::kAwaitLogin;
   c.user_id = m.a;
   c.device_id = m.u32;
   c.platform = static_cast<uint8_t>(m.len >> 24);
   c.last_rx_tick = static_cast<uint32_t>(NowTick());
-  CompleteLogin(id, m.u32b, m.b);
+  CompleteLogin(id, m.u32b, m.b & ~kMigrateWsBit);
   if (conns_[id].state == ConnState::kActive) {
     if (draining_) {
       proto::GoawayBody g;
@@ -683,11 +717,25 @@ bool Shard::EnqueueFrame(uint32_t id, uint32_t request_id, const Body& body) {
 }
 
 bool Shard::Enqueue(uint32_t id, std::span<const uint8_t> bytes) {
+  const Conn& c = conns_[id];
+  if ((c.ws & kWsOpen) && !(c.ws & kWsEcho)) {
+    // The one place longlink frames enter a connection's output, local or from another shard: on WebSocket
+    // each becomes one unmasked binary message.
+    uint8_t header[protocol::ws::kMaxHeaderSize];
+    size_t hn = protocol::ws::EncodeFrameHeader(protocol::ws::Opcode::kBinary, true, bytes.size(), std::nullopt,
+                                                header);
+    return EnqueueRaw(id, {header, hn}, bytes, true);
+  }
+  return EnqueueRaw(id, {}, bytes, true);
+}
+
+bool Shard::EnqueueRaw(uint32_t id, std::span<const uint8_t> prefix, std::span<const uint8_t> bytes, bool frame) {
   Conn& c = conns_[id];
-  if ((c.state != ConnState::kActive && c.state != ConnState::kAwaitLogin) || (c.flags & kCloseAfterFlush)) {
+  if ((c.state != ConnState::kActive && c.state != ConnState::kAwaitLogin) || (c.flags & kCloseAfterFlush) ||
+      (c.ws & kWsCloseSent)) {
     return false;
   }
-  uint32_t n = static_cast<uint32_t>(bytes.size());
+  uint32_t n = static_cast<uint32_t>(prefix.size() + bytes.size());
   OutQueue* q = c.out;
   if (q == nullptr) q = c.out = new OutQueue();
   // The limit bounds the backlog, not one frame: a frame always joins a queue that is under the limit, so
@@ -697,11 +745,12 @@ bool Shard::Enqueue(uint32_t id, std::span<const uint8_t> bytes) {
     Close(id, CloseReason::k_slow_consumer);
     return false;
   }
-  q->Append(bytes.data(), n);
+  if (!prefix.empty()) q->Append(prefix.data(), static_cast<uint32_t>(prefix.size()));
+  q->Append(bytes.data(), static_cast<uint32_t>(bytes.size()));
   stats_.pending_send_bytes.Add(n);
-  if (n > 5) {
+  if (frame && bytes.size() > 5) {
     uint8_t op = bytes[5];
-    stats_.frames_out[proto::IsKnownOpcode(op) ? op : 0].Inc();
+    stats_.frames_out[TransportOf(id)][proto::IsKnownOpcode(op) ? op : 0].Inc();
   }
   if (!(c.flags & kDirty)) {
     c.flags |= kDirty;
@@ -747,7 +796,7 @@ void Shard::OnSend(uint32_t id, const io_uring_cqe* cqe) {
   }
   OutQueue* q = c.out;
   uint32_t sent = static_cast<uint32_t>(cqe->res);
-  stats_.sent_bytes_total.Inc(sent);
+  stats_.sent_bytes_total[TransportOf(id)].Inc(sent);
   stats_.pending_send_bytes.Add(-static_cast<int64_t>(sent));
   if (!q->Sent(sent)) {
     SubmitSend(id);
@@ -772,13 +821,15 @@ void Shard::EndSession(uint32_t id) {
   Conn& c = conns_[id];
   if (!(c.flags & kInRegistry)) return;
   registry_.Remove(id);
-  stats_.sessions.Add(-1);
+  stats_.sessions[TransportOf(id)].Add(-1);
   backend_->OnDisconnect(SessionOf(id));
 }
 
 void Shard::CloseAfterFlush(uint32_t id, CloseReason reason) {
   Conn& c = conns_[id];
   if (c.state == ConnState::kClosing || c.state == ConnState::kFree || (c.flags & kCloseAfterFlush)) return;
+  // On WebSocket the last thing sent is a close frame (unless an error path already queued its own).
+  if ((c.ws & kWsOpen) && !(c.ws & kWsCloseSent)) WsSendClose(id, WsCloseCodeFor(reason), CloseReasonName(reason));
   EndSession(id);
   c.flags |= kCloseAfterFlush;
   c.reason = reason;
@@ -799,7 +850,7 @@ void Shard::Close(uint32_t id, CloseReason reason) {
   if (c.flags & kCloseAfterFlush) reason = c.reason;
   EndSession(id);
   stats_.closes[static_cast<size_t>(reason)].Inc();
-  stats_.connections.Add(-1);
+  stats_.connections[TransportOf(id)].Add(-1);
   c.reason = reason;
   c.state = ConnState::kClosing;
   wheel_.Cancel(TimerId(id, kTimerSession));
@@ -837,6 +888,10 @@ void Shard::MaybeFree(uint32_t id) {
   if (c.carry != nullptr) {
     std::free(c.carry);
     c.carry = nullptr;
+  }
+  if (c.ws & kWsFragmented) {
+    ws_messages_.erase(id);
+    if (ws_messages_.empty() && ws_messages_.bucket_count() > 64) ws_messages_.rehash(0);
   }
   conns_.Free(id);
 }
@@ -1034,14 +1089,16 @@ Session Shard::SessionOf(uint32_t id) {
 void Shard::StartDrain() {
   draining_ = true;
   backend_->OnDrain();
-  if (accept_armed_) {
-    io_uring_sqe* sqe = ring_.Sqe();
-    io_uring_prep_cancel64(sqe, PackUserData(kOpAccept, 0, 0), 0);
-    io_uring_sqe_set_data64(sqe, PackUserData(kOpIgnore, 0, 0));
-  }
-  if (listen_fd_ >= 0) {
-    close(listen_fd_);
-    listen_fd_ = -1;
+  for (Acceptor& a : acceptors_) {
+    if (a.armed) {
+      io_uring_sqe* sqe = ring_.Sqe();
+      io_uring_prep_cancel64(sqe, PackUserData(a.op, 0, 0), 0);
+      io_uring_sqe_set_data64(sqe, PackUserData(kOpIgnore, 0, 0));
+    }
+    if (a.fd >= 0) {
+      close(a.fd);
+      a.fd = -1;
+    }
   }
   // Tell every client to go elsewhere, each after its own delay so they do not all reconnect at once.
   // This one pass over the table happens once per process lifetime.
@@ -1050,6 +1107,8 @@ void Shard::StartDrain() {
     Conn& c = conns_[id];
     if (c.state == ConnState::kAwaitLogin) {
       Close(id, CloseReason::k_draining);
+    } else if (c.state == ConnState::kActive && (c.ws & kWsEcho)) {
+      CloseAfterFlush(id, CloseReason::k_draining);  // no session: just the close frame (1001)
     } else if (c.state == ConnState::kActive && !(c.flags & kCloseAfterFlush)) {
       proto::GoawayBody g;
       g.reconnect_delay_ms = static_cast<uint32_t>(spread_ms == 0 ? 0 : Mix64(++rng_state_) % spread_ms);

@@ -3,7 +3,7 @@
 // it through the ShardGrid.
 //
 // The path of one message: multishot accept (direct descriptor) -> Conn -> multishot recv into the buffer
-// ring -> PeekFrame splits the stream -> HandleFrame (login, heartbeat) -> backend -> Deliver on the
+// ring -> PeekFrame splits the stream (or, on the WebSocket listener, shard_ws.cc unwraps messages) -> HandleFrame (login, heartbeat) -> backend -> Deliver on the
 // owner shard -> Enqueue into the connection's output queue -> FlushSends batches the round's sends.
 //
 // Login moves a connection to its user's owner shard (hash of the user id) by passing the direct
@@ -11,6 +11,7 @@
 // shard: pushing to a user touches only that shard and needs no lock.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cassert>
 #include <cstdint>
@@ -29,6 +30,7 @@
 #include "gateway/config.h"
 #include "gateway/conn.h"
 #include "gateway/stats.h"
+#include "protocol/websocket.h"
 
 namespace longlink::gateway {
 
@@ -44,7 +46,8 @@ struct Shared {
 
 class Shard final : public GatewayPort {
  public:
-  Shard(uint32_t id, Shared* shared, int listen_fd, const metrics::Buckets* latency_buckets);
+  // ws_listen_fd is -1 when --ws-port is off.
+  Shard(uint32_t id, Shared* shared, int listen_fd, int ws_listen_fd, const metrics::Buckets* latency_buckets);
   ~Shard() override;
 
   void Start();  // spawns the thread
@@ -69,6 +72,7 @@ class Shard final : public GatewayPort {
   enum Op : uint8_t {
     kOpIgnore = 0,
     kOpAccept,
+    kOpAcceptWs,
     kOpRecv,
     kOpSend,
     kOpClose,
@@ -92,13 +96,30 @@ class Shard final : public GatewayPort {
     core::ShardMessage record;
   };
 
+  // One listening socket (TCP longlink or WebSocket) and the state of the accept armed on it.
+  struct Acceptor {
+    int fd = -1;
+    Op op = kOpAccept;
+    Transport transport = Transport::kTcp;
+    bool armed = false;
+    bool multishot = false;    // the armed accept is multishot
+    bool cancel_sent = false;  // the multishot accept is being replaced by one-shot ones
+  };
+  // A fragmented WebSocket message being put together; exists only between its first and last fragment.
+  struct WsMessage {
+    explicit WsMessage(const protocol::ws::MessageAssembler& a) : assembler(a) {}
+    protocol::ws::MessageAssembler assembler;
+    std::vector<uint8_t> data;
+  };
+
   void Run();
   absl::Status Setup();
   void Loop();
   void HandleCqe(const io_uring_cqe* cqe);
 
   void ArmAccept();
-  void OnAccept(const io_uring_cqe* cqe);
+  void ArmAcceptOn(Acceptor& a);
+  void OnAccept(const io_uring_cqe* cqe, Acceptor& a);
   // Book-keeping of fixed-file slots in use (accepted or moved in), which gates accepting.
   void SlotTaken();
   void SlotFreed();
@@ -108,7 +129,27 @@ class Shard final : public GatewayPort {
   void OnClose(uint32_t id);
 
   // Parses bytes received on a connection. Stops early if the connection closes or starts moving shards.
-  void Consume(uint32_t id, const uint8_t* data, uint32_t len);
+  // data is writable: WebSocket payloads are unmasked in place.
+  void Consume(uint32_t id, uint8_t* data, uint32_t len);
+  // Parsing stopped with bytes left: a connection moving shards takes them along.
+  void KeepForMigration(uint32_t id, std::span<const uint8_t> rest);
+
+  // WebSocket transport (shard_ws.cc).
+  void ConsumeUpgrade(uint32_t id, uint8_t* data, uint32_t len);
+  void ConsumeWsFrames(uint32_t id, uint8_t* data, uint32_t len);
+  bool HandleWsFrame(uint32_t id, const protocol::ws::FrameHeader& h, std::span<uint8_t> payload);
+  bool HandleWsControl(uint32_t id, uint8_t opcode, std::span<const uint8_t> payload);
+  bool HandleWsMessage(uint32_t id, protocol::ws::Opcode opcode, std::span<const uint8_t> message);
+  // The MessageAssembler of a connection: its fragmented message's, or `fresh` between messages.
+  protocol::ws::MessageAssembler& WsAssembler(uint32_t id, protocol::ws::MessageAssembler& fresh);
+  void WsReject(uint32_t id, uint16_t http_status, CloseReason reason, size_t result);
+  void WsFail(uint32_t id, protocol::ws::Error e);
+  void WsFailWith(uint32_t id, uint16_t code, CloseReason reason);
+  void WsSendClose(uint32_t id, uint16_t code, std::string_view reason);
+  static uint16_t WsCloseCodeFor(CloseReason reason);
+  // The echo path echoes text too: it stands in for any WebSocket echo server in benchmarks.
+  bool WsAcceptsText(uint32_t id) { return cfg_.ws_accept_text || (conns_[id].ws & kWsEcho); }
+  size_t TransportOf(uint32_t id) { return (conns_[id].ws & kWsTransport) ? 1 : 0; }
   // Handles one whole frame. Returns false if parsing must stop (closed or moving).
   bool HandleFrame(uint32_t id, const protocol::Header& h, std::span<const uint8_t> body);
   bool HandleLogin(uint32_t id, const protocol::Header& h, std::span<const uint8_t> body);
@@ -120,7 +161,10 @@ class Shard final : public GatewayPort {
 
   template <class Body>
   bool EnqueueFrame(uint32_t id, uint32_t request_id, const Body& body);
+  // Queues one longlink frame; on a WebSocket connection wrapped as one binary message.
   bool Enqueue(uint32_t id, std::span<const uint8_t> bytes);
+  // Queues prefix + bytes as they are. `frame` says bytes is a longlink frame (for frames_sent_total).
+  bool EnqueueRaw(uint32_t id, std::span<const uint8_t> prefix, std::span<const uint8_t> bytes, bool frame);
   void FlushSends();
   void SubmitSend(uint32_t id);
 
@@ -152,7 +196,6 @@ class Shard final : public GatewayPort {
   Shared* const shared_;
   const Config& cfg_;
   const uint32_t shards_;
-  int listen_fd_;
   std::thread thread_;
   std::thread::id owner_;
   absl::Status setup_status_;
@@ -170,14 +213,13 @@ class Shard final : public GatewayPort {
   std::vector<uint32_t> starved_;       // connections whose recv must be re-armed after -ENOBUFS
   absl::flat_hash_map<uint64_t, PendingMigration> migrations_in_;
   absl::flat_hash_map<uint32_t, OutgoingMigration> outgoing_;
+  absl::flat_hash_map<uint32_t, std::unique_ptr<WsMessage>> ws_messages_;  // conns with kWsFragmented
   uint32_t next_migration_ = 0;
   uint64_t next_session_ = 0;
   uint64_t rng_state_;
 
-  bool accept_armed_ = false;
+  std::array<Acceptor, 2> acceptors_;  // [0] TCP, [1] WebSocket (fd -1 when off)
   bool accept_paused_ = false;  // fixed-file table full
-  bool accept_multishot_ = false;    // the armed accept is multishot
-  bool accept_cancel_sent_ = false;  // the multishot accept is being replaced by one-shot ones
   uint32_t slots_used_ = 0;          // fixed-file slots holding a descriptor
   bool draining_ = false;
   uint64_t drain_deadline_tick_ = 0;

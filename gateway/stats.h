@@ -29,7 +29,17 @@ namespace longlink::gateway {
   R(read_error)                   \
   R(slow_consumer)                \
   R(write_error)                  \
-  R(write_timeout)
+  R(write_timeout)                \
+  R(ws_bad_message)               \
+  R(ws_bad_origin)                \
+  R(ws_bad_path)                  \
+  R(ws_bad_upgrade)               \
+  R(ws_invalid_utf8)              \
+  R(ws_message_too_large)         \
+  R(ws_protocol_error)            \
+  R(ws_text_refused)              \
+  R(ws_unsupported_version)       \
+  R(ws_upgrade_too_large)
 
 enum class CloseReason : uint8_t {
 #define LL_ENUM_(n) k_##n,
@@ -41,7 +51,6 @@ std::string_view CloseReasonName(CloseReason r);
 
 #define LONGLINK_GATEWAY_COUNTERS(C)                                                                  \
   C(accept_errors_total, "Accept completions that failed (other than a full fixed-file table)")      \
-  C(accepts_total, "Connections accepted")                                                           \
   C(buffer_ring_exhausted_total, "Receives that found the shard's buffer ring empty (-ENOBUFS)")     \
   C(cross_shard_messages_total, "Messages posted to other shards")                                   \
   C(cross_shard_overflow_total, "Cross-shard posts that found the queue full and waited locally")    \
@@ -51,22 +60,42 @@ std::string_view CloseReasonName(CloseReason r);
   C(login_failures_total, "Login attempts rejected (bad token, malformed login, backend denial)")    \
   C(logins_total, "Successful logins")                                                               \
   C(migrations_total, "Connections moved to their user's owner shard at login")                      \
-  C(received_bytes_total, "Bytes received from clients")                                             \
-  C(sent_bytes_total, "Bytes sent to clients")                                                       \
   C(slow_consumers_total, "Connections closed because their output queue passed --max-pending-bytes") \
   C(stale_completions_total, "Completions dropped because their connection was closed and reused")   \
   C(write_timeouts_total, "Connections closed because a send made no progress in time")
+
+// Counters split by the connection's transport: the `transport` label ("tcp" or "ws").
+#define LONGLINK_GATEWAY_TRANSPORT_COUNTERS(C)                                                        \
+  C(accepts_total, "Connections accepted")                                                           \
+  C(received_bytes_total, "Bytes received from clients")                                             \
+  C(sent_bytes_total, "Bytes sent to clients")
+
+enum class Transport : uint8_t { kTcp = 0, kWs = 1 };
+inline constexpr size_t kTransports = 2;
+inline std::string_view TransportName(size_t t) { return t == 0 ? "tcp" : "ws"; }
+
+// The `result` label of longlink_gateway_ws_upgrades_total: the first entries are the gateway's own
+// outcomes, then one per protocol::ws::UpgradeError (index kWsUpgradeParseErrorBase + error).
+enum WsUpgradeResult : uint8_t { kWsUpgradeOk, kWsUpgradeEcho, kWsUpgradeBadPath, kWsUpgradeBadOrigin,
+                                 kWsUpgradeParseErrorBase };
+inline constexpr size_t kWsUpgradeResults = kWsUpgradeParseErrorBase + 32;
+inline constexpr size_t kWsErrors = 32;  // room for every protocol::ws::Error value
 
 struct ShardStats {
 #define LL_COUNTER_(name, help) metrics::Counter name;
   LONGLINK_GATEWAY_COUNTERS(LL_COUNTER_)
 #undef LL_COUNTER_
+#define LL_COUNTER_(name, help) std::array<metrics::Counter, kTransports> name;
+  LONGLINK_GATEWAY_TRANSPORT_COUNTERS(LL_COUNTER_)
+#undef LL_COUNTER_
   std::array<metrics::Counter, static_cast<size_t>(CloseReason::kCount)> closes;
-  // Index = opcode; 0 collects unknown opcodes.
-  std::array<metrics::Counter, protocol::kMaxOpcode + 1> frames_in;
-  std::array<metrics::Counter, protocol::kMaxOpcode + 1> frames_out;
-  metrics::Gauge connections;           // accepted and not yet closed
-  metrics::Gauge sessions;              // logged in
+  // [transport][opcode]; opcode 0 collects unknown opcodes.
+  std::array<std::array<metrics::Counter, protocol::kMaxOpcode + 1>, kTransports> frames_in;
+  std::array<std::array<metrics::Counter, protocol::kMaxOpcode + 1>, kTransports> frames_out;
+  std::array<metrics::Counter, kWsUpgradeResults> ws_upgrades;  // by WsUpgradeResult
+  std::array<metrics::Counter, kWsErrors> ws_errors;            // by protocol::ws::Error
+  std::array<metrics::Gauge, kTransports> connections;  // accepted and not yet closed
+  std::array<metrics::Gauge, kTransports> sessions;     // logged in
   metrics::Gauge pending_send_bytes;    // bytes in output queues
   metrics::Gauge ring_mode;             // core::RingMode
   metrics::Gauge recv_buffers;          // buffers handed to the kernel so far

@@ -7,6 +7,14 @@ pkgs=(build-essential cmake ninja-build pkg-config python3
       liburing-dev libmimalloc-dev libabsl-dev prometheus-cpp-dev libgtest-dev libbenchmark-dev
       libssl-dev libcpp-httplib-dev libyaml-cpp-dev python3-websockets "$@")
 
+# The npm `ws` client of the integration tests (pinned by tests/integration/node/package-lock.json), when node
+# is installed; the test itself runs the same npm ci if this did not.
+root=$(cd "$(dirname "$0")/.." && pwd)
+if command -v npm >/dev/null && [ ! -d "$root/tests/integration/node/node_modules/ws" ]; then
+  npm ci --prefix "$root/tests/integration/node" --no-audit --no-fund >/dev/null 2>&1 ||
+    echo "deps.sh: npm ci in tests/integration/node failed" >&2
+fi
+
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

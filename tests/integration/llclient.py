@@ -234,6 +234,153 @@ class Client:
             frames.append(got)
 
 
+WS_TEXT, WS_BINARY, WS_CLOSE, WS_PING, WS_PONG, WS_CONT = 0x1, 0x2, 0x8, 0x9, 0xA, 0x0
+
+
+def ws_frame(opcode, payload=b"", fin=True, mask=True, rsv=0, length=None):
+    """One raw WebSocket frame, masked like a client's unless mask=False; `length` overrides the length field."""
+    n = len(payload) if length is None else length
+    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
+    mbit = 0x80 if mask else 0
+    if n < 126:
+        head = struct.pack(">BB", b0, mbit | n)
+    elif n < 65536:
+        head = struct.pack(">BBH", b0, mbit | 126, n)
+    else:
+        head = struct.pack(">BBQ", b0, mbit | 127, n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def ws_upgrade_request(path="/", host="127.0.0.1", key="dGhlIHNhbXBsZSBub25jZQ==", subprotocol="longlink.v1",
+                       origin=None, version="13", extra=""):
+    lines = ["GET %s HTTP/1.1" % path, "Host: %s" % host, "Upgrade: websocket", "Connection: Upgrade",
+             "Sec-WebSocket-Key: %s" % key, "Sec-WebSocket-Version: %s" % version]
+    if subprotocol:
+        lines.append("Sec-WebSocket-Protocol: %s" % subprotocol)
+    if origin:
+        lines.append("Origin: %s" % origin)
+    return ("\r\n".join(lines) + "\r\n" + extra + "\r\n").encode()
+
+
+class WsClient(Client):
+    """A raw WebSocket client over a plain socket, written from RFC 6455: it sends exactly the bytes a test
+    asks for (fragments, unmasked frames, bad payloads) and reads the server's frames one by one. send/recv/
+    expect/login work as on Client, with every longlink frame carried in one binary message."""
+
+    def __init__(self, port, path="/", upgrade=True, **kw):
+        super().__init__(port, **kw)
+        self.buf = b""
+        self.close_code = None  # set when the server's close frame arrived
+        self.close_reason = None
+        self.http_status = None
+        self.headers = {}
+        if upgrade:
+            status = self.handshake(ws_upgrade_request(path))
+            if status != 101:
+                raise AssertionError("upgrade answered %r" % status)
+
+    def handshake(self, request):
+        """Sends an upgrade request; returns the HTTP status of the answer (None if closed first)."""
+        self.sock.sendall(request)
+        while b"\r\n\r\n" not in self.buf:
+            data = self._read()
+            if not data:
+                return None
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        self.http_status = int(lines[0].split()[1])
+        self.headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+        return self.http_status
+
+    def _read(self):
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            return b""
+        self.buf += data
+        return data
+
+    def send_frame(self, opcode, payload=b"", **kw):
+        self.sock.sendall(ws_frame(opcode, payload, **kw))
+
+    def send(self, op, body=b""):
+        rid = self.next_rid
+        self.next_rid += 1
+        self.send_frame(WS_BINARY, frame(op, body, rid))
+        return rid
+
+    def send_raw(self, data):
+        """A longlink frame (or any bytes) as one binary message."""
+        self.send_frame(WS_BINARY, data)
+
+    def recv_frame(self, timeout=5.0):
+        """Next WebSocket frame as (opcode, fin, payload), or None at EOF."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self.buf) >= 2:
+                b0, b1 = self.buf[0], self.buf[1]
+                if b1 & 0x80:
+                    raise AssertionError("the server sent a masked frame")
+                n, off = b1 & 0x7F, 2
+                if n == 126:
+                    if len(self.buf) >= 4:
+                        n, off = struct.unpack_from(">H", self.buf, 2)[0], 4
+                    else:
+                        n = None
+                elif n == 127:
+                    if len(self.buf) >= 10:
+                        n, off = struct.unpack_from(">Q", self.buf, 2)[0], 10
+                    else:
+                        n = None
+                if n is not None and len(self.buf) >= off + n:
+                    payload = self.buf[off:off + n]
+                    self.buf = self.buf[off + n:]
+                    return b0 & 0x0F, bool(b0 & 0x80), payload
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no WebSocket frame within %.1fs" % timeout)
+            self.sock.settimeout(left)
+            if not self._read():
+                return None
+
+    def recv(self, timeout=5.0):
+        """Next longlink frame as (opcode, request_id, fields); None once the server closed (its close frame
+        is kept in close_code / close_reason). Pings are answered, pongs skipped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.recv_frame(max(0.01, deadline - time.monotonic()))
+            if got is None:
+                return None
+            op, fin, payload = got
+            if op == WS_CLOSE:
+                self.close_code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else 1005
+                self.close_reason = payload[2:].decode()
+                return None
+            if op == WS_PING:
+                self.send_frame(WS_PONG, payload)
+                continue
+            if op == WS_PONG:
+                continue
+            if op != WS_BINARY or not fin:
+                raise AssertionError("unexpected WebSocket frame %r fin=%r" % (op, fin))
+            n, ver, lop, flags, rid = HEADER.unpack_from(payload)
+            if n != len(payload):
+                raise AssertionError("message of %d bytes carries a frame of %d" % (len(payload), n))
+            return lop, rid, parse(lop, payload[HEADER.size:])
+
+    def wait_close_frame(self, timeout=5.0):
+        """Reads until the server's close frame; returns (code, reason, longlink frames before it)."""
+        frames = []
+        while True:
+            got = self.recv(timeout)
+            if got is None:
+                return self.close_code, self.close_reason, frames
+            frames.append(got)
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -325,6 +472,8 @@ class Gateway:
         self.metrics_port = int(m.group(2))
         am = re.search(r" admin=(-?\d+)", line)
         self.admin_port = int(am.group(1)) if am else -1
+        ws = re.search(r" ws=(-?\d+)", line)
+        self.ws_port = int(ws.group(1)) if ws else -1  # -1 unless started with --ws-port
         self.stderr_text = None
         self.banner = line.strip()
         if self.metrics_port > 0:
