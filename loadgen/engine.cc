@@ -103,7 +103,7 @@ struct LoadShard::Client {
   uint64_t t_sync;         // when the outstanding SYNC was sent
   uint64_t next_ping;      // intended time of the next PING
   uint64_t next_msg;       // intended time of the next SEND
-  uint64_t ping_out;       // intended time of the oldest unanswered PING, 0 if none
+  uint64_t ping_out;       // when the oldest unanswered PING was sent, 0 if none
   uint64_t leave_at;       // when the scenario takes this client down, kNever if it does not
   uint64_t next_bg;        // next foreground/background switch, kNever if none
   uint64_t sent_at[4];     // intended times of the last SENDs, by seq % 4, for SEND -> SEND_ACK latency
@@ -1285,7 +1285,7 @@ void LoadShard::Impl::Drive(uint32_t local, uint64_t now) {
     s_->counters_.pings.Inc();
     s_->lat_.lag.Record(now - c.next_ping);
     s_->lat_.heartbeat_interval.Record(HeartbeatNs(c));
-    if (c.ping_out == 0) c.ping_out = c.next_ping;
+    if (c.ping_out == 0) c.ping_out = now;  // the timeout runs from when it left, not from when it was due
     c.next_ping += HeartbeatNs(c);
   }
   if (cfg_.msg_rate_per_client > 0) {
@@ -1327,7 +1327,7 @@ void LoadShard::Impl::DriveEcho(uint32_t local, uint64_t now, bool running) {
     s_->counters_.pings.Inc();
     s_->lat_.lag.Record(now - c.next_ping);
     s_->lat_.heartbeat_interval.Record(HeartbeatNs(c));
-    if (c.ping_out == 0) c.ping_out = c.next_ping;
+    if (c.ping_out == 0) c.ping_out = now;  // the timeout runs from when it left, not from when it was due
     c.next_ping += HeartbeatNs(c);
   }
   if (cfg_.msg_rate_per_client > 0) {
