@@ -139,6 +139,8 @@ class LoadShard::Impl {
   bool OnWsFrame(uint32_t local, const ws::FrameHeader& h, std::span<const uint8_t> payload);
   void OnWsMessage(uint32_t local, std::span<const uint8_t> message);
   void OnUpgraded(uint32_t local, uint64_t now);
+  // Logged in (or, for ws-echo, upgraded): counts it and starts the heartbeat and message schedules.
+  void BecomeOnline(uint32_t local, uint64_t now);
   void SendWsClose(uint32_t local);
   // True if the client must wait for its output before closing (it is then kLeaving).
   bool CloseAfterFlush(uint32_t local, bool reconnect);
@@ -872,6 +874,13 @@ void LoadShard::Impl::OnUpgraded(uint32_t local, uint64_t now) {
     return;
   }
   // ws-echo: the upgrade is the whole handshake.
+  c.hb_ms = cfg_.ws_ping_ms;
+  BecomeOnline(local, now);
+  ArmTimer(local, NextWake(c));
+}
+
+void LoadShard::Impl::BecomeOnline(uint32_t local, uint64_t now) {
+  Client& c = clients_[local];
   s_->counters_.logins.Inc();
   s_->counters_.online.Add(1);
   s_->lat_.login.Record(now - c.t_login);
@@ -881,8 +890,9 @@ void LoadShard::Impl::OnUpgraded(uint32_t local, uint64_t now) {
   }
   c.state = State::kOnline;
   c.attempts = 0;
-  c.hb_ms = cfg_.ws_ping_ms;
   c.ping_out = 0;
+  // Random phase so that clients do not beat in lockstep; the first SEND is due at a random point of the
+  // first interval for the same reason.
   c.next_ping = now + rng_() % HeartbeatNs(c);
   if (cfg_.msg_rate_per_client > 0) {
     double interval_ns = 1e9 / cfg_.msg_rate_per_client;
@@ -890,7 +900,6 @@ void LoadShard::Impl::OnUpgraded(uint32_t local, uint64_t now) {
   } else {
     c.next_msg = kNever;
   }
-  ArmTimer(local, NextWake(c));
 }
 
 void LoadShard::Impl::SendSync(uint32_t local, uint64_t after, uint64_t now, bool page) {
@@ -917,15 +926,6 @@ void LoadShard::Impl::HandleFrame(uint32_t local, const proto::Header& h, std::s
         return;
       }
       if (c.state != State::kLoggingIn) return;
-      s_->counters_.logins.Inc();
-      s_->counters_.online.Add(1);
-      s_->lat_.login.Record(now - c.t_login);
-      if (c.t_down != 0) {
-        s_->lat_.reconnect.Record(now - c.t_down);
-        c.t_down = 0;
-      }
-      c.state = State::kOnline;
-      c.attempts = 0;
       c.hb_timeout_ms = ack.heartbeat_timeout_ms;
       if (cfg_.hb_adaptive) {
         // The learnt interval survives reconnects (as a smart-heartbeat client keeps it per network), but
@@ -935,18 +935,10 @@ void LoadShard::Impl::HandleFrame(uint32_t local, const proto::Header& h, std::s
       } else {
         c.hb_ms = std::max<uint32_t>(ack.heartbeat_interval_ms, 50);
       }
-      c.ping_out = 0;
       c.hb_streak = 0;
       c.syncing = 0;
       c.seen_above = 0;
-      // Random phase so that clients do not beat in lockstep.
-      c.next_ping = now + rng_() % HeartbeatNs(c);
-      if (cfg_.msg_rate_per_client > 0) {
-        double interval_ns = 1e9 / cfg_.msg_rate_per_client;
-        c.next_msg = now + static_cast<uint64_t>(std::uniform_real_distribution<double>(0, interval_ns)(rng_));
-      } else {
-        c.next_msg = kNever;
-      }
+      BecomeOnline(local, now);
       if (cfg_.bg_switches_per_hour > 0 && c.next_bg == kNever) c.next_bg = DrawBackgroundSwitch(c, now);
       // SYNC from the last contiguous seq after every login: what arrived while offline comes now.
       if (cfg_.sync_on_reconnect) SendSync(local, c.last_push_seq, now);
