@@ -1,6 +1,9 @@
 #include "gateway/config.h"
 
+#include <limits.h>
+#include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -49,6 +52,9 @@ ABSL_FLAG(int64_t, segment_bytes, 64ll << 20, "--backend=local: size at which a 
 ABSL_FLAG(int32_t, admin_port, -1, "Port of the admin HTTP API (0 picks a free port, -1 disables it)");
 ABSL_FLAG(std::string, admin_bind, "127.0.0.1", "Address of the admin HTTP API");
 ABSL_FLAG(std::string, admin_token, "", "Bearer token the admin API requires (empty: no token needed)");
+ABSL_FLAG(std::string, web_root, "",
+          "Directory of static files (the web chat page) served by the admin HTTP server at / without the "
+          "bearer token (empty: off; needs --admin-port)");
 ABSL_FLAG(int32_t, recv_buffer_size, 2048, "Bytes per receive buffer in each shard's buffer ring");
 ABSL_FLAG(int32_t, recv_buffers, 4096,
           "Most receive buffers per shard (power of two, at most 32768); the ring starts with 64 and grows "
@@ -215,6 +221,17 @@ absl::StatusOr<Config> ConfigFromFlags() {
   if (c.admin_port >= 0 && c.backend != "local") return Bad("admin-port", "the admin API needs --backend=local");
   c.admin_bind = absl::GetFlag(FLAGS_admin_bind);
   c.admin_token = absl::GetFlag(FLAGS_admin_token);
+  std::string web_root = absl::GetFlag(FLAGS_web_root);
+  if (!web_root.empty()) {
+    if (c.admin_port < 0) return Bad("web-root", "the static files are served by the admin server: set --admin-port");
+    // Resolved once, so that a symlink inside the root cannot lead a request outside it (admin.cc).
+    char resolved[PATH_MAX];
+    struct stat st {};
+    if (realpath(web_root.c_str(), resolved) == nullptr || stat(resolved, &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return Bad("web-root", absl::StrCat("'", web_root, "' is not a directory"));
+    }
+    c.web_root = resolved;
+  }
 
   int32_t rbs = absl::GetFlag(FLAGS_recv_buffer_size);
   if (rbs < 512 || rbs > (1 << 20)) return Bad("recv-buffer-size", "must be 512..1048576");

@@ -43,6 +43,7 @@ struct Config {
   int32_t admin_port = -1;  // -1: off
   std::string admin_bind = "127.0.0.1";
   std::string admin_token;
+  std::string web_root;  // empty: no static files; else an absolute, resolved directory (the web chat page)
   uint32_t recv_buffer_size = 2048;
   uint32_t recv_buffers = 4096;
   uint32_t queue_capacity = 8192;  // 0 in the flag means core::DefaultQueueCapacity(shards)

@@ -293,7 +293,7 @@ absl::Status RunGateway(const Config& config) {
     absl::Status st = lf == nullptr ? absl::InvalidArgumentError("--admin-port: the admin API needs --backend=local")
                                     : absl::OkStatus();
     if (st.ok()) {
-      admin = std::make_unique<AdminServer>(lf, config.admin_token);
+      admin = std::make_unique<AdminServer>(lf, config.admin_token, config.web_root);
       st = admin->Start(config.admin_bind, static_cast<uint16_t>(config.admin_port));
     }
     if (!st.ok()) {

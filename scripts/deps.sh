@@ -6,6 +6,9 @@ set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config python3
       liburing-dev libmimalloc-dev libabsl-dev prometheus-cpp-dev libgtest-dev libbenchmark-dev
       libssl-dev libcpp-httplib-dev libyaml-cpp-dev python3-websockets "$@")
+# Optional test dependencies: the browser test (tests/integration/test_web_chat.py) drives headless Chromium
+# with Selenium and skips, saying why, when they are missing. A failure to install them is only a warning.
+optional=(chromium chromium-driver python3-selenium)
 
 # The npm `ws` client of the integration tests (pinned by tests/integration/node/package-lock.json), when node
 # is installed; the test itself runs the same npm ci if this did not.
@@ -15,15 +18,27 @@ if command -v npm >/dev/null && [ ! -d "$root/tests/integration/node/node_module
     echo "deps.sh: npm ci in tests/integration/node failed" >&2
 fi
 
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
 for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  installed "$p" || missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+missing_optional=()
+for p in "${optional[@]}"; do
+  installed "$p" || missing_optional+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ] && [ ${#missing_optional[@]} -eq 0 ]; then exit 0; fi
 
-echo "installing: ${missing[*]}" >&2
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq >/dev/null
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ ${#missing_optional[@]} -gt 0 ]; then
+  echo "installing (optional, for tests): ${missing_optional[*]}" >&2
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing_optional[@]}" >/dev/null ||
+    echo "deps.sh: could not install ${missing_optional[*]}; the browser test will be skipped" >&2
+fi

@@ -51,6 +51,9 @@ class BadFlagsTest(unittest.TestCase):
             (["--drain-seconds=-1"], ["--drain-seconds"]),
             (["--metrics-port=-2"], ["--metrics-port"]),
             (["--bind=not-an-address"], ["--bind"]),
+            (["--web-root=" + ll.ROOT + "/web"], ["--web-root"]),  # no --admin-port to serve it
+            (["--admin-port=0", "--web-root=/nonexistent/web"], ["--web-root"]),
+            (["--admin-port=0", "--web-root=" + ll.ROOT + "/README.md"], ["--web-root"]),  # not a directory
         ]
         for args, names in cases:
             with self.subTest(args=args):
