@@ -45,6 +45,9 @@ ABSL_FLAG(std::string, fsync, "batch",
           "--backend=local: always (fdatasync before every acknowledgement), batch (group commit every "
           "--fsync-interval-ms) or none (acknowledge once written to the page cache)");
 ABSL_FLAG(double, fsync_interval_ms, 2, "--fsync=batch: at most one fdatasync starts per this interval");
+ABSL_FLAG(std::string, idempotency_window, "5m",
+          "How long a SEND's client message id is remembered at least: a retry within it gets the first "
+          "SEND_ACK and is not stored again (local backend; memory grows with the SENDs of one window)");
 ABSL_FLAG(std::string, retention, "14d",
           "--backend=local: how long stored messages are kept, e.g. 14d, 36h, 3600s");
 ABSL_FLAG(int64_t, max_inbox, 10000, "--backend=local: most messages kept per user inbox");
@@ -210,6 +213,12 @@ absl::StatusOr<Config> ConfigFromFlags() {
   absl::StatusOr<uint64_t> ret = ParseRetention(absl::GetFlag(FLAGS_retention));
   if (!ret.ok()) return Bad("retention", ret.status().message());
   c.retention_ms = *ret;
+  absl::Duration iw;
+  if (!absl::ParseDuration(absl::GetFlag(FLAGS_idempotency_window), &iw) || iw < absl::Seconds(1) ||
+      iw > absl::Hours(24)) {
+    return Bad("idempotency-window", "expected a duration from 1s to 24h, such as 5m");
+  }
+  c.idempotency_window_ms = static_cast<uint64_t>(absl::ToInt64Milliseconds(iw));
   int64_t mi = absl::GetFlag(FLAGS_max_inbox);
   if (mi < 1 || mi > 100000000) return Bad("max-inbox", "must be 1..100000000");
   c.max_inbox = static_cast<uint32_t>(mi);

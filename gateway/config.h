@@ -37,6 +37,7 @@ struct Config {
   FsyncPolicy fsync = FsyncPolicy::kBatch;
   uint32_t fsync_interval_us = 2000;
   uint64_t retention_ms = 14ull * 24 * 3600 * 1000;
+  uint64_t idempotency_window_ms = 5ull * 60 * 1000;
   uint32_t max_inbox = 10000;
   uint64_t segment_bytes = 64ull << 20;
   // Admin HTTP API

@@ -795,7 +795,9 @@ absl::Status ReadNetwork(const YAML::Node& node, Marks* marks, Network* net) {
       return FieldError(path, absl::StrCat("unknown profile (known: ", KnownProfiles(), ")"));
     }
     if (name == "none") return FieldError(path, "the none profile has no parameters to override");
-    auto share = std::find_if(net->mix.begin(), net->mix.end(), [&](const ProfileShare& s) { return s.name == name; });
+    const std::string& profile = name;  // a structured binding cannot be captured before C++20 in clang 14
+    auto share =
+        std::find_if(net->mix.begin(), net->mix.end(), [&](const ProfileShare& s) { return s.name == profile; });
     if (share == net->mix.end()) return FieldError(path, "overrides a profile that network.mix does not use");
     ASSIGN_OR_RETURN(MapView params, MapView::Open(value, path, &kFieldNames, marks));
     for (const ProfileField& f : kProfileFields) {

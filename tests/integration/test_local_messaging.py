@@ -298,7 +298,8 @@ class RestartTest(unittest.TestCase):
         out = subprocess.run(base + ["--data-dir=/proc/no-such/dir"], capture_output=True, text=True, timeout=10)
         self.assertEqual(out.returncode, 2, out.stderr)
         self.assertIn("--data-dir", out.stderr)
-        for flag in ("--fsync=sometimes", "--retention=forever", "--max-inbox=0"):
+        for flag in ("--fsync=sometimes", "--retention=forever", "--max-inbox=0", "--idempotency-window=0s",
+                     "--idempotency-window=forever"):
             out = subprocess.run(base + ["--data-dir=/tmp/unused-longlink", flag], capture_output=True, text=True,
                                  timeout=10)
             self.assertEqual(out.returncode, 2, flag)

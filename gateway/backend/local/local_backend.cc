@@ -798,6 +798,7 @@ absl::Status LocalBackend::Start() {
   so.dir = absl::StrCat(m.cfg.data_dir, "/shard-", m.self);
   so.segment_bytes = m.cfg.segment_bytes;
   so.retention_ms = m.cfg.retention_ms;
+  so.idempotency_window_ms = m.cfg.idempotency_window_ms;
   so.max_inbox = m.cfg.max_inbox;
   absl::Status st = m.store.Open(so);
   if (!st.ok()) {
@@ -1010,6 +1011,7 @@ void LocalBackend::OnTick(uint64_t now_ms) {
   if (now_ms >= m.next_housekeeping_ms) {
     m.next_housekeeping_ms = now_ms + 1000;
     m.store.Sweep(core::UnixMillis(), 4096);
+    m.store.RetireIdem(core::UnixMillis());
     m.store.Compact();
   }
   m.Flush();

@@ -178,8 +178,8 @@ void LocalStore::ApplyMsg(const MsgView& m, const RecordView& r) {
   }
   if (m.h.flags & kMsgOrigin) {
     if (m.h.from_user != 0) {
-      idem_[IdemKey{m.h.from_user, m.h.from_device, m.h.client_msg_id}] =
-          IdemValue{m.h.server_msg_id, m.h.server_time_ms, r.pos.segment};
+      PutIdem(IdemKey{m.h.from_user, m.h.from_device, m.h.client_msg_id},
+              IdemValue{m.h.server_msg_id, m.h.server_time_ms, r.pos.segment});
     }
     pending_[m.h.server_msg_id] = PendingOrigin{r.pos, static_cast<uint32_t>(kRecordHeaderSize + r.body.size())};
     pending_order_[m.h.server_msg_id] = replay_count_;
@@ -229,9 +229,49 @@ bool LocalStore::ReadRecord(LogPos pos, uint32_t size, std::vector<uint8_t>* buf
   return log_.ReadAt(pos, size, buf->data());
 }
 
+namespace {
+constexpr size_t kIdemFirstGeneration = 4096;
+constexpr size_t kIdemMaxGeneration = 131072;
+}  // namespace
+
 const IdemValue* LocalStore::FindIdem(const IdemKey& k) const {
-  auto it = idem_.find(k);
-  return it == idem_.end() ? nullptr : &it->second;
+  for (auto g = idem_.rbegin(); g != idem_.rend(); ++g) {
+    auto it = g->map.find(k);
+    if (it != g->map.end()) return &it->second;
+  }
+  return nullptr;
+}
+
+void LocalStore::PutIdem(const IdemKey& k, const IdemValue& v) {
+  if (idem_.empty() || idem_.back().map.size() >= idem_.back().cap) {
+    size_t cap = idem_.empty() ? kIdemFirstGeneration : std::min(kIdemMaxGeneration, idem_.back().cap * 2);
+    idem_.emplace_back();
+    idem_.back().cap = cap;
+    idem_.back().map.reserve(cap);
+  }
+  IdemGeneration& g = idem_.back();
+  g.map[k] = v;
+  g.newest_ms = std::max(g.newest_ms, v.server_time_ms);
+}
+
+void LocalStore::EraseIdem(const IdemKey& k) {
+  for (IdemGeneration& g : idem_) g.map.erase(k);
+}
+
+size_t LocalStore::idem_size() const {
+  size_t n = 0;
+  for (const IdemGeneration& g : idem_) n += g.map.size();
+  return n;
+}
+
+size_t LocalStore::RetireIdem(uint64_t now_ms) {
+  size_t n = 0;
+  // The newest generation stays while it takes entries, however old they are.
+  while (idem_.size() > 1 && idem_.front().newest_ms + opts_.idempotency_window_ms < now_ms) {
+    idem_.pop_front();
+    ++n;
+  }
+  return n;
 }
 
 void LocalStore::AddPending(uint64_t server_msg_id, LogPos pos, uint32_t size) {
@@ -337,7 +377,9 @@ size_t LocalStore::Compact() {
   }
   if (!deleted.empty()) {
     // The idempotency window ends with the origin record's segment.
-    absl::erase_if(idem_, [&](const auto& kv) { return deleted.contains(kv.second.segment); });
+    for (IdemGeneration& g : idem_) {
+      absl::erase_if(g.map, [&](const auto& kv) { return deleted.contains(kv.second.segment); });
+    }
   }
   return deleted.size();
 }

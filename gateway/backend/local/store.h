@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <span>
 #include <string>
 #include <vector>
@@ -31,6 +32,9 @@ struct StoreOptions {
   uint64_t segment_bytes = 64ull << 20;
   uint64_t retention_ms = 14ull * 24 * 3600 * 1000;
   uint32_t max_inbox = 10000;
+  // A retried SEND within this long of the original is answered from the idempotency map and never stored
+  // twice. Older entries are dropped (a generation at a time, see RetireIdem).
+  uint64_t idempotency_window_ms = 5ull * 60 * 1000;
 };
 
 struct InboxEntry {
@@ -112,10 +116,17 @@ class LocalStore {
   bool ReadMessage(const InboxEntry& e, std::vector<uint8_t>* buf, MsgView* out) const;
 
   // ---- idempotency (SENDs that originated on this shard) ----
+  // The map is a queue of generations, each a hash map reserved up front at its final size (4,096 entries,
+  // doubling to at most 131,072) and never grown: a full generation is followed by a new one. So a SEND
+  // never waits for a whole map to rehash (at a few hundred thousand entries that stopped the shard for
+  // 100-200 ms here), memory grows with the traffic of one window, and expiry drops whole generations.
   const IdemValue* FindIdem(const IdemKey& k) const;
-  void PutIdem(const IdemKey& k, const IdemValue& v) { idem_[k] = v; }
-  void EraseIdem(const IdemKey& k) { idem_.erase(k); }
-  size_t idem_size() const { return idem_.size(); }
+  void PutIdem(const IdemKey& k, const IdemValue& v);
+  void EraseIdem(const IdemKey& k);
+  size_t idem_size() const;
+  size_t idem_generations() const { return idem_.size(); }
+  // Drops the generations whose newest entry (by server time) is older than the window. Returns how many.
+  size_t RetireIdem(uint64_t now_ms);
 
   // ---- unfinished fan-outs ----
   void AddPending(uint64_t server_msg_id, LogPos pos, uint32_t size);
@@ -184,7 +195,12 @@ class LocalStore {
   absl::flat_hash_map<uint64_t, Inbox> inboxes_;
   std::vector<uint64_t> sweep_order_;  // users in creation order; Sweep walks it round robin
   size_t sweep_pos_ = 0;
-  absl::flat_hash_map<IdemKey, IdemValue> idem_;
+  struct IdemGeneration {
+    absl::flat_hash_map<IdemKey, IdemValue> map;
+    size_t cap = 0;
+    uint64_t newest_ms = 0;
+  };
+  std::deque<IdemGeneration> idem_;  // oldest first
   absl::flat_hash_map<uint64_t, PendingOrigin> pending_;
   absl::flat_hash_map<uint64_t, uint64_t> pending_order_;  // id -> replay order (recovery only)
   absl::flat_hash_set<uint64_t> foreign_;
