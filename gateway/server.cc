@@ -184,12 +184,22 @@ void CollectGateway(const std::vector<std::unique_ptr<Shard>>& shards, core::Sha
     out->push_back(std::move(depth));
     out->push_back(std::move(bufs));
   }
-  for (int which = 0; which < 2; ++which) {
-    auto f = metrics::HistogramFamily(p + (which == 0 ? "login_latency_seconds" : "backend_latency_seconds"),
-                                      which == 0 ? "LOGIN received to LOGIN_ACK queued" : "Time spent in backend operations");
+  for (int which = 0; which < 4; ++which) {
+    static constexpr const char* kNames[] = {"login_latency_seconds", "backend_latency_seconds", "fsync_seconds",
+                                             "loop_round_seconds"};
+    static constexpr const char* kHelp[] = {
+        "LOGIN received to LOGIN_ACK queued", "Time spent in backend operations",
+        "Duration of one fdatasync of the message store",
+        "Busy time of one shard loop round (completions, queues, timers, backend, sends); a long round delays "
+        "every connection of the shard"};
+    auto f = metrics::HistogramFamily(p + kNames[which], kHelp[which]);
     std::vector<uint64_t> counts;
     double sum = 0;
-    for (const auto& s : shards) (which == 0 ? s->stats().login_latency : s->stats().backend_latency).AddTo(&counts, &sum);
+    for (const auto& s : shards) {
+      const ShardStats& st = s->stats();
+      const metrics::Histogram* h[] = {&st.login_latency, &st.backend_latency, &st.fsync_latency, &st.round_busy};
+      h[which]->AddTo(&counts, &sum);
+    }
     metrics::AddHistogram(&f, buckets->upper_bounds, counts, sum);
     out->push_back(std::move(f));
   }

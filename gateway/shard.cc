@@ -151,6 +151,7 @@ void Shard::Loop() {
     if (draining_ && conns_.live() == 0 && migrations_in_.empty()) break;
 
     ring_.SubmitAndWait(std::min(tick_ns, backend_->MaxWaitNs(core::MonoNanos())));
+    const uint64_t round_start_ns = core::MonoNanos();
     unsigned head;
     unsigned seen = 0;
     io_uring_cqe* cqe;
@@ -179,6 +180,7 @@ void Shard::Loop() {
     }
     FlushSends();
     outbox_.Flush(&ring_, PackUserData(kOpWake, 0, 0));
+    stats_.round_busy.Observe(static_cast<double>(core::MonoNanos() - round_start_ns) * 1e-9);
     if (draining_ && NowTick() >= drain_deadline_tick_) {
       for (uint32_t id = 0; id < conns_.high_water(); ++id) {
         ConnState s = conns_[id].state;

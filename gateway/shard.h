@@ -66,6 +66,7 @@ class Shard final : public GatewayPort {
   void Kick(uint64_t user_id, uint32_t device_id, protocol::KickReason reason, std::string_view message) override;
   void PostToShard(uint32_t shard, const BackendMessage& m) override;
   void ObserveBackendLatency(double seconds) override { stats_.backend_latency.Observe(seconds); }
+  void ObserveFsync(double seconds) override { stats_.fsync_latency.Observe(seconds); }
   void SubmitFsync(int fd, uint64_t token) override;
 
  private:

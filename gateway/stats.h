@@ -101,9 +101,14 @@ struct ShardStats {
   metrics::Gauge recv_buffers;          // buffers handed to the kernel so far
   metrics::Histogram login_latency;     // LOGIN received -> LOGIN_ACK queued, seconds
   metrics::Histogram backend_latency;   // seconds
+  metrics::Histogram fsync_latency;     // one fdatasync of the backend's store, seconds
+  metrics::Histogram round_busy;        // one loop round from the wake-up to the next wait, seconds
 
   explicit ShardStats(const metrics::Buckets* latency_buckets)
-      : login_latency(latency_buckets), backend_latency(latency_buckets) {}
+      : login_latency(latency_buckets),
+        backend_latency(latency_buckets),
+        fsync_latency(latency_buckets),
+        round_busy(latency_buckets) {}
 };
 
 }  // namespace longlink::gateway

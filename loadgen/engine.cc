@@ -47,7 +47,14 @@ bool Live(State s) {
 
 constexpr uint64_t kMaxWsMessage = 16u << 20;
 
-enum Flags : uint8_t { kRecvArmed = 1, kSendInflight = 2, kDirty = 4, kCloseInflight = 8, kReconnect = 16 };
+enum Flags : uint8_t {
+  kRecvArmed = 1,
+  kSendInflight = 2,
+  kDirty = 4,
+  kCloseInflight = 8,
+  kReconnect = 16,
+  kAckPending = 32,  // with ack_delay: the cursor moved since the last PUSH_ACK; it is due at ack_at
+};
 
 constexpr uint32_t kNoLink = 0xffffffffu;
 constexpr uint64_t kLeaveFallbackNs = 2000000000ull;  // a LOGOUT that cannot be written in 2 s is dropped
@@ -106,6 +113,7 @@ struct LoadShard::Client {
   uint64_t ping_out;       // when the oldest unanswered PING was sent, 0 if none
   uint64_t leave_at;       // when the scenario takes this client down, kNever if it does not
   uint64_t next_bg;        // next foreground/background switch, kNever if none
+  uint64_t ack_at;         // with ack_delay: when a pending PUSH_ACK goes out alone at the latest
   uint64_t sent_at[4];     // intended times of the last SENDs, by seq % 4, for SEND -> SEND_ACK latency
   core::Carry* carry;
   core::OutQueue* out;
@@ -149,6 +157,7 @@ class LoadShard::Impl {
   void WriteRaw(uint32_t local, const uint8_t* data, uint32_t n);
   void HandleFrame(uint32_t local, const proto::Header& h, std::span<const uint8_t> body);
   void OnPush(uint32_t local, const proto::PushBody& push, uint64_t now);
+  void QueuePushAck(uint32_t local);
   void StartGroupSetup(uint32_t local);
   void OnGroupReply(uint32_t local, uint32_t request_id, const proto::GroupReplyBody& reply);
   // The target of message `seq` of client `index`: a function of the two, so acks can recompute it.
@@ -891,6 +900,9 @@ void LoadShard::Impl::BecomeOnline(uint32_t local, uint64_t now) {
   c.state = State::kOnline;
   c.attempts = 0;
   c.ping_out = 0;
+  // An ack still pending from the last connection is not owed any more: the SYNC after login starts from
+  // the cursor, and the next push acknowledges it.
+  c.flags &= static_cast<uint8_t>(~kAckPending);
   // Random phase so that clients do not beat in lockstep; the first SEND is due at a random point of the
   // first interval for the same reason.
   c.next_ping = now + rng_() % HeartbeatNs(c);
@@ -1084,10 +1096,14 @@ void LoadShard::Impl::OnPush(uint32_t local, const proto::PushBody& push, uint64
     }
     c.seen_above >>= 1;
     if (cfg_.push_ack) {
-      proto::PushAckBody pa;
-      pa.seq = c.last_push_seq;
-      Queue(local, 0, pa);
-      s_->counters_.push_acks.Inc();
+      if (cfg_.ack_delay_ms == 0 || (c.flags & kDirty)) {
+        // At once, or the client is writing this round anyway: the ack rides along.
+        QueuePushAck(local);
+      } else if (!(c.flags & kAckPending)) {
+        c.flags |= kAckPending;
+        c.ack_at = now + cfg_.ack_delay_ms * 1000000ull;
+        if (c.state == State::kOnline) ArmTimer(local, NextWake(c));
+      }
     }
   } else if (!c.syncing && cfg_.sync_on_reconnect) {
     // A gap in the inbox sequence: the client rule is to SYNC from the last contiguous seq.
@@ -1202,6 +1218,7 @@ uint64_t LoadShard::Impl::NextWake(const Client& c) const {
   }
   t = std::min(t, c.next_ping);
   t = std::min(t, c.next_msg);
+  if (c.flags & kAckPending) t = std::min(t, c.ack_at);
   if (c.ping_out != 0) t = std::min<uint64_t>(t, c.ping_out + cfg_.pong_timeout_ms * 1000000ull);
   return t;
 }
@@ -1306,7 +1323,18 @@ void LoadShard::Impl::Drive(uint32_t local, uint64_t now) {
     }
     if (!running) c.next_msg = kNever;
   }
+  // A delayed PUSH_ACK goes out when due, or now if this round writes a frame anyway.
+  if ((c.flags & kAckPending) && (now >= c.ack_at || (c.flags & kDirty))) QueuePushAck(local);
   ArmTimer(local, NextWake(c));
+}
+
+void LoadShard::Impl::QueuePushAck(uint32_t local) {
+  Client& c = clients_[local];
+  c.flags &= static_cast<uint8_t>(~kAckPending);
+  proto::PushAckBody pa;
+  pa.seq = c.last_push_seq;
+  Queue(local, 0, pa);
+  s_->counters_.push_acks.Inc();
 }
 
 void LoadShard::Impl::DriveEcho(uint32_t local, uint64_t now, bool running) {
@@ -1503,6 +1531,7 @@ void LoadShard::Impl::Drop(uint32_t local, Leave how, bool reconnect) {
   }
   switch (how) {
     case Leave::kLogout: {
+      if (c.flags & kAckPending) QueuePushAck(local);  // an orderly goodbye settles the cursor first
       proto::LogoutBody logout;
       Queue(local, 0, logout);
       s_->counters_.online.Add(-1);

@@ -98,6 +98,7 @@ struct EngineConfig {
   uint32_t reconnect_max_ms = 10000;
   double reconnect_multiplier = 2.0;
   bool push_ack = true;
+  uint32_t ack_delay_ms = 0;  // 0: PUSH_ACK at once; else cumulative, with the next frame or after this
   bool sync_on_reconnect = true;
   uint64_t seed = 1;
   uint32_t max_lag_ms = 100;  // generator lag (p99) beyond which the run is invalid

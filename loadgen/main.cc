@@ -169,6 +169,7 @@ absl::StatusOr<ll::EngineConfig> ToEngineConfig(const ll::Scenario& s) {
   c.reconnect_max_ms = Ms(s.reconnect.max);
   c.reconnect_multiplier = s.reconnect.multiplier;
   c.push_ack = s.messaging.push_ack;
+  c.ack_delay_ms = Ms(s.messaging.ack_delay);
   c.sync_on_reconnect = s.messaging.sync_after_reconnect;
   const ll::Heartbeat& h = s.heartbeat;
   c.hb_adaptive = h.mode == ll::HeartbeatMode::kAdaptive;

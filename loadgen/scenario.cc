@@ -652,7 +652,7 @@ absl::Status ReadHeartbeat(const YAML::Node& node, Marks* marks, Heartbeat* h) {
 absl::Status ReadMessaging(const YAML::Node& node, Marks* marks, Messaging* msg) {
   ASSIGN_OR_RETURN(MapView m, OpenMap(node, "messaging",
                                       {"rate_per_client", "total_rate", "targets", "groups", "payload", "push_ack",
-                                       "sync_after_reconnect"},
+                                       "ack_delay", "sync_after_reconnect"},
                                       marks));
   // The default per-client rate gives way to a total rate.
   if (m.Has("total_rate")) msg->rate_per_client = 0;
@@ -660,6 +660,7 @@ absl::Status ReadMessaging(const YAML::Node& node, Marks* marks, Messaging* msg)
   RETURN_IF_ERROR(m.Read("total_rate", &msg->total_rate));
   RETURN_IF_ERROR(m.Read("targets", &msg->targets));
   RETURN_IF_ERROR(m.Read("push_ack", &msg->push_ack));
+  RETURN_IF_ERROR(m.Read("ack_delay", &msg->ack_delay));
   RETURN_IF_ERROR(m.Read("sync_after_reconnect", &msg->sync_after_reconnect));
   if (m.Has("groups") && msg->targets != TargetSelection::kGroups) {
     return FieldError(m.PathOf("groups"), "only used with targets: groups");
@@ -991,6 +992,12 @@ absl::Status ValidateMessaging(const Scenario& s) {
     return FieldError("messaging.total_rate", "set only one of rate_per_client and total_rate");
   }
   if (m.rate_per_client > 1000) return FieldError("messaging.rate_per_client", "must be at most 1000");
+  if (m.ack_delay < absl::ZeroDuration() || m.ack_delay > absl::Seconds(60)) {
+    return FieldError("messaging.ack_delay", "must be 0..60s");
+  }
+  if (m.ack_delay > absl::ZeroDuration() && !m.push_ack) {
+    return FieldError("messaging.ack_delay", "only used with push_ack: true");
+  }
   if (m.targets == TargetSelection::kGroups) {
     if (m.groups.count == 0) return FieldError("messaging.groups.count", "must be >= 1 with targets: groups");
     if (m.groups.size < 2) return FieldError("messaging.groups.size", "must be >= 2 with targets: groups");
@@ -1602,6 +1609,7 @@ std::string ScenarioToYaml(const Scenario& s, bool redact_secret) {
   }
   e << YAML::EndMap;
   Put(e, "push_ack", m.push_ack);
+  Put(e, "ack_delay", m.ack_delay);
   Put(e, "sync_after_reconnect", m.sync_after_reconnect);
   e << YAML::EndMap;
 

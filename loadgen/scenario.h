@@ -142,6 +142,9 @@ struct Messaging {
   Groups groups;  // for kGroups
   Payload payload;
   bool push_ack = true;              // answer every PUSH with a PUSH_ACK
+  // 0: acknowledge at once; otherwise one cumulative PUSH_ACK rides with the client's next frame, or goes
+  // alone this long after the first push it covers.
+  absl::Duration ack_delay = absl::ZeroDuration();
   bool sync_after_reconnect = true;  // SYNC after every reconnect
   friend bool operator==(const Messaging&, const Messaging&) = default;
 };

@@ -76,6 +76,8 @@ class GatewayPort {
   // Submits fdatasync(fd) on the shard's io_uring (IORING_OP_FSYNC with IORING_FSYNC_DATASYNC, kernel
   // 5.1); Backend::OnFsyncDone(token, res) follows on this shard. `token` must fit in 56 bits.
   virtual void SubmitFsync(int fd, uint64_t token) = 0;
+  // How long one fdatasync of the backend's store took (longlink_gateway_fsync_seconds).
+  virtual void ObserveFsync(double seconds) = 0;
 };
 
 enum class LoginVerdict : uint8_t { kAllow, kDeny };

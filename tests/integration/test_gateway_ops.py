@@ -158,6 +158,11 @@ class MetricsTest(GatewayTestCase):
         self.assertEqual(m.get("longlink_gateway_login_latency_seconds_count"), n)
         self.assertEqual(m.get("longlink_gateway_login_latency_seconds_bucket", le="+Inf"), n)
         self.assertGreater(m.get("longlink_gateway_login_latency_seconds_sum"), 0)
+        # The shard loops time their rounds (the gateway has run many by now: one per tick at least).
+        self.assertGreater(m.get("longlink_gateway_loop_round_seconds_count"), n)
+        self.assertGreater(m.get("longlink_gateway_loop_round_seconds_sum"), 0)
+        self.assertEqual(m.get("longlink_gateway_loop_round_seconds_bucket", le="+Inf"),
+                         m.get("longlink_gateway_loop_round_seconds_count"))
         self.assertEqual(m.get("longlink_gateway_connections"), n)
         self.assertEqual(m.get("longlink_gateway_sessions"), n)
         self.assertEqual(m.get("longlink_gateway_pending_send_bytes"), 0)

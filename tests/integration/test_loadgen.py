@@ -501,11 +501,11 @@ class LoadgenLocalBackendTest(unittest.TestCase):
         cls.gw.terminate()
         cls.tmp.cleanup()
 
-    def run_targets(self, targets, name):
+    def run_targets(self, targets, name, extra=""):
         path = os.path.join(self.tmp.name, name + ".yaml")
         text = GROUPS.format(port=self.gw.port, targets=targets)
         if targets != "groups":
-            text = text.replace("  groups: {count: 20, size: 30}\n", "")
+            text = text.replace("  groups: {count: 20, size: 30}\n", extra)
         with open(path, "w") as f:
             f.write(text)
         report = os.path.join(self.tmp.name, name + ".json")
@@ -539,6 +539,27 @@ class LoadgenLocalBackendTest(unittest.TestCase):
             self.assertEqual(led["delivered_unique"], led["expected_deliveries"])
             if run == 2:
                 self.assertGreater(rep["metrics"]["foreign_deliveries"], 1000)
+
+
+    def test_delayed_cumulative_push_acks(self):
+        # ack_delay: each device acknowledges once for everything received so far, with its next SEND or
+        # PING or a second after the first push it covers. Fewer PUSH_ACKs than pushes reach the gateway,
+        # every one of them a frame it counts, and the ledger still finds nothing lost or repeated.
+        # (absent until the gateway has received a first one)
+        before = self.gw.snapshot().get("longlink_gateway_frames_received_total", default=0, opcode="push_ack")
+        r, rep = self.run_targets("random_user", "ackdelay", extra="  ack_delay: 1s\n")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        led = rep["ledger"]
+        self.assertGreater(led["acked"], 1000)
+        self.assertEqual(led["lost"], 0)
+        self.assertEqual(led["duplicates"], 0)
+        self.assertEqual(led["delivered_unique"], led["expected_deliveries"])
+        acks = rep["metrics"]["push_acks"]
+        self.assertGreater(acks, 0)
+        self.assertLess(acks, 0.6 * led["delivered_unique"], rep["metrics"])
+        got = self.gw.wait_metric("longlink_gateway_frames_received_total", lambda v: v - before >= acks,
+                                  opcode="push_ack") - before
+        self.assertEqual(got, acks)
 
 
 ECHO_SERVER = r"""

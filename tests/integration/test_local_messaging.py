@@ -91,6 +91,7 @@ class LocalMessagingTest(GatewayTestCase):
 
     def test_two_users_on_different_shards_exchange_messages(self):
         a_id, b_id = users_on_distinct_shards(2, 100)
+        fsyncs = self.gw.metric("longlink_gateway_fsync_seconds_count")
         a, b = self.local(a_id), self.local(b_id)
         ack1 = a.send_acked(b_id, 1, b"hello b")
         ack2 = b.send_acked(a_id, 1, b"hello a")
@@ -104,6 +105,8 @@ class LocalMessagingTest(GatewayTestCase):
         p = b.pushes[1]
         self.assertEqual((p["from_user"], p["from_device"], p["client_msg_id"]), (a_id, 1, 1))
         self.assertEqual((p["server_msg_id"], p["server_time_ms"]), (ack1["server_msg_id"], ack1["server_time_ms"]))
+        # Each SEND_ACK waited for a group commit (batch fsync, the default), which the fsync histogram counts.
+        self.assertGreaterEqual(self.gw.metric("longlink_gateway_fsync_seconds_count") - fsyncs, 3)
 
     def test_retried_send_is_acknowledged_once_stored_once(self):
         a_id, b_id = users_on_distinct_shards(2, 200)

@@ -39,6 +39,8 @@ constexpr uint32_t kDeliverChunk = 1024;       // users per DELIVER (and per rec
 constexpr uint32_t kSyncMax = 256;             // PUSH frames per SYNC answer
 constexpr size_t kTickBudget = 16384;          // inbox entries indexed and pushed per tick
 constexpr size_t kCursorFlushPerTick = 4096;
+// Batch fsync: an unwritten batch this large is written even while a group commit is still in flight.
+constexpr size_t kBatchWriteBytes = 1u << 20;
 constexpr size_t kMembersPage = 4096;          // ids per GROUP_REPLY to GROUP_MEMBERS
 constexpr uint64_t kIdCounterMask = (uint64_t{1} << 40) - 1;
 constexpr char kFormatLine[] = "longlink-local-format 1";
@@ -267,6 +269,7 @@ struct LocalBackend::Impl {
   bool fsync_inflight = false;
   bool more_work = false;
   uint64_t next_fsync_ns = 0;
+  uint64_t fsync_started_ns = 0;
   uint64_t next_housekeeping_ms = 0;
   uint32_t redrive_outstanding = 0;
   uint32_t redrive_done_seen = 0;
@@ -436,6 +439,14 @@ struct LocalBackend::Impl {
 
   void Flush() {
     if (failed) return;
+    // With batch fsync nothing waits for a record before its group commit, so the batch goes to the file
+    // only when that commit can start (one pwrite per fsync instead of one per loop round), or once it is
+    // large enough that holding it would just delay the copy.
+    uint64_t now_ns = 0;
+    if (cfg.fsync == FsyncPolicy::kBatch) {
+      now_ns = core::MonoNanos();
+      if ((fsync_inflight || now_ns < next_fsync_ns) && store.log().pending_bytes() < kBatchWriteBytes) return;
+    }
     absl::Status st = store.log().Write();
     if (!st.ok()) {
       Fail(st);
@@ -449,14 +460,16 @@ struct LocalBackend::Impl {
         int fd;
         uint64_t lsn;
         if (store.log().NextSync(&fd, &lsn)) {
+          uint64_t start = core::MonoNanos();
           st = store.log().SyncNow();
+          port->ObserveFsync(static_cast<double>(core::MonoNanos() - start) * 1e-9);
           ++stats.fsyncs;
           if (!st.ok()) Fail(st);
         }
         break;
       }
       case FsyncPolicy::kBatch:
-        MaybeStartFsync(core::MonoNanos());
+        MaybeStartFsync(now_ns);
         break;
     }
   }
@@ -467,6 +480,7 @@ struct LocalBackend::Impl {
     if (fsync_inflight || now_ns < next_fsync_ns || !store.log().NextSync(&fd, &lsn)) return;
     port->SubmitFsync(fd, lsn);
     fsync_inflight = true;
+    fsync_started_ns = now_ns;
     next_fsync_ns = now_ns + static_cast<uint64_t>(cfg.fsync_interval_us) * 1000;
     ++stats.fsyncs;
   }
@@ -1024,7 +1038,9 @@ uint64_t LocalBackend::MaxWaitNs(uint64_t now_ns) {
   if (m.cfg.fsync == FsyncPolicy::kBatch && !m.fsync_inflight && !m.failed) {
     int fd;
     uint64_t lsn;
-    if (m.store.log().NextSync(&fd, &lsn)) return m.next_fsync_ns > now_ns ? m.next_fsync_ns - now_ns : 0;
+    if (m.store.log().pending_bytes() != 0 || m.store.log().NextSync(&fd, &lsn)) {
+      return m.next_fsync_ns > now_ns ? m.next_fsync_ns - now_ns : 0;
+    }
   }
   return ~uint64_t{0};
 }
@@ -1032,6 +1048,7 @@ uint64_t LocalBackend::MaxWaitNs(uint64_t now_ns) {
 void LocalBackend::OnFsyncDone(uint64_t token, int res) {
   Impl& m = *impl_;
   m.fsync_inflight = false;
+  m.port->ObserveFsync(static_cast<double>(core::MonoNanos() - m.fsync_started_ns) * 1e-9);
   if (res < 0) {
     m.Fail(ErrnoStatus(res, "fdatasync"));
     return;

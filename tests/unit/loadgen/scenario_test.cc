@@ -314,6 +314,15 @@ TEST(ScenarioYaml, RoundTripsEveryField) {
   // Parameters left at the profile's defaults are not repeated.
   EXPECT_THAT(yaml, HasSubstr("stall_probability: 0.125"));
   EXPECT_THAT(yaml, Not(HasSubstr("latency_up")));
+
+  Scenario delayed = s;  // ack_delay needs push_ack, which Everything() turns off
+  delayed.messaging.push_ack = true;
+  delayed.messaging.ack_delay = absl::Milliseconds(250);
+  ASSERT_TRUE(Validate(delayed).ok()) << Validate(delayed);
+  absl::StatusOr<Scenario> back2 = LoadScenario(ScenarioToYaml(delayed), "delayed.yaml");
+  ASSERT_TRUE(back2.ok()) << back2.status();
+  EXPECT_EQ(back2->messaging.ack_delay, absl::Milliseconds(250));
+  EXPECT_TRUE(*back2 == delayed);
 }
 
 TEST(ScenarioYaml, RedactsTheSecretOnRequest) {
@@ -431,6 +440,10 @@ TEST(ScenarioErrors, WrongTypes) {
               HasSubstr("connect_rate: expected a number, got a list"));
   EXPECT_THAT(LoadError(absl::StrCat(kBase, "messaging: {push_ack: maybe}\n")),
               HasSubstr("messaging.push_ack: expected true or false, got \"maybe\""));
+  EXPECT_THAT(LoadError(absl::StrCat(kBase, "messaging: {ack_delay: 61s}\n")),
+              HasSubstr("messaging.ack_delay: must be 0..60s"));
+  EXPECT_THAT(LoadError(absl::StrCat(kBase, "messaging: {push_ack: false, ack_delay: 1s}\n")),
+              HasSubstr("messaging.ack_delay: only used with push_ack: true"));
   EXPECT_THAT(LoadError(absl::StrCat(kBase, "heartbeat: {mode: smart}\n")),
               HasSubstr("heartbeat.mode: expected fixed or adaptive, got \"smart\""));
   EXPECT_THAT(LoadError(absl::StrCat(kBase, "auth: 5\n")), HasSubstr("auth: expected a map of fields, got \"5\""));

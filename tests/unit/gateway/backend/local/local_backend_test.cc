@@ -53,9 +53,11 @@ class FakePort final : public GatewayPort {
   void Kick(uint64_t, uint32_t, proto::KickReason, std::string_view) override {}
   void PostToShard(uint32_t shard, const BackendMessage& m) override;
   void ObserveBackendLatency(double) override {}
+  void ObserveFsync(double) override { ++fsync_observations; }
   void SubmitFsync(int fd, uint64_t token) override { fsyncs.push_back({fd, token}); }
 
   std::vector<std::pair<int, uint64_t>> fsyncs;
+  int fsync_observations = 0;
 
  private:
   Cluster* cluster_;
