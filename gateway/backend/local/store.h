@@ -125,6 +125,7 @@ class LocalStore {
   void EraseIdem(const IdemKey& k);
   size_t idem_size() const;
   size_t idem_generations() const { return idem_.size(); }
+  size_t idem_bucket_count(size_t generation) const { return idem_[generation].map.bucket_count(); }
   // Drops the generations whose newest entry (by server time) is older than the window. Returns how many.
   size_t RetireIdem(uint64_t now_ms);
 
@@ -197,7 +198,7 @@ class LocalStore {
   size_t sweep_pos_ = 0;
   struct IdemGeneration {
     absl::flat_hash_map<IdemKey, IdemValue> map;
-    size_t cap = 0;
+    size_t slots = 0;  // the table's size; it takes FillLimit(slots) entries
     uint64_t newest_ms = 0;
   };
   std::deque<IdemGeneration> idem_;  // oldest first

@@ -217,13 +217,17 @@ TEST(LocalStoreTest, IdempotencyGenerationsKeepEveryEntryOfTheWindowAndRetireWho
   StoreOptions o = Opts(dir.path());
   o.idempotency_window_ms = 60'000;
   ASSERT_TRUE(s.Open(o).ok());
-  // 20,000 SENDs from 100 devices: more than the first generations hold (4,096, then 8,192, ...).
+  // 20,000 SENDs from 100 devices: more than the first generations hold (3,584 in 4,095 slots, then 7,168
+  // in 8,191, ...).
   constexpr uint64_t kN = 20000;
   for (uint64_t i = 0; i < kN; ++i) {
     s.PutIdem(IdemKey{i % 100 + 1, 1, i}, IdemValue{1000 + i, kNowMs + i, 0});
   }
   EXPECT_EQ(s.idem_size(), kN);
-  EXPECT_EQ(s.idem_generations(), 3u);  // 4,096 + 8,192 + the rest in a third of 16,384
+  EXPECT_EQ(s.idem_generations(), 3u);  // 3,584 + 7,168 + the rest in a third of 14,336
+  EXPECT_EQ(s.idem_bucket_count(0), 4095u);  // filled to the brim, never rehashed
+  EXPECT_EQ(s.idem_bucket_count(1), 8191u);
+  EXPECT_EQ(s.idem_bucket_count(2), 16383u);
   for (uint64_t i = 0; i < kN; ++i) {
     const IdemValue* v = s.FindIdem(IdemKey{i % 100 + 1, 1, i});
     ASSERT_NE(v, nullptr) << i;
@@ -231,19 +235,19 @@ TEST(LocalStoreTest, IdempotencyGenerationsKeepEveryEntryOfTheWindowAndRetireWho
   }
   EXPECT_EQ(s.FindIdem(IdemKey{1, 2, 0}), nullptr);  // another device of the same user
   EXPECT_EQ(s.FindIdem(IdemKey{1, 1, kN}), nullptr);
-  // Within the window of the oldest generation's newest entry (kNowMs + 4,095): nothing goes.
-  EXPECT_EQ(s.RetireIdem(kNowMs + 4095 + 60'000), 0u);
+  // Within the window of the oldest generation's newest entry (kNowMs + 3,583): nothing goes.
+  EXPECT_EQ(s.RetireIdem(kNowMs + 3583 + 60'000), 0u);
   EXPECT_NE(s.FindIdem(IdemKey{1, 1, 0}), nullptr);
   // Just past it: the first generation goes whole, the rest stay.
-  EXPECT_EQ(s.RetireIdem(kNowMs + 4096 + 60'000), 1u);
+  EXPECT_EQ(s.RetireIdem(kNowMs + 3584 + 60'000), 1u);
   EXPECT_EQ(s.FindIdem(IdemKey{1, 1, 0}), nullptr);
-  EXPECT_EQ(s.FindIdem(IdemKey{96, 1, 4095}), nullptr);
-  ASSERT_NE(s.FindIdem(IdemKey{97, 1, 4096}), nullptr);
-  EXPECT_EQ(s.idem_size(), kN - 4096);
+  EXPECT_EQ(s.FindIdem(IdemKey{84, 1, 3583}), nullptr);
+  ASSERT_NE(s.FindIdem(IdemKey{85, 1, 3584}), nullptr);
+  EXPECT_EQ(s.idem_size(), kN - 3584);
   // Long after: only the newest generation stays (it is still taking entries).
   EXPECT_EQ(s.RetireIdem(kNowMs + 10 * 60'000), 1u);
   EXPECT_EQ(s.idem_generations(), 1u);
-  EXPECT_EQ(s.idem_size(), kN - 4096 - 8192);
+  EXPECT_EQ(s.idem_size(), kN - 3584 - 7168);
   // New entries go on; an erased one is gone from whichever generation held it.
   s.PutIdem(IdemKey{1, 1, kN}, IdemValue{5, kNowMs + 10 * 60'000, 0});
   s.EraseIdem(IdemKey{1, 1, 19900});
