@@ -560,6 +560,7 @@ absl::Status AdminServer::Start(const std::string& bind, uint16_t port) {
             ",\"groups\":", store.group_count(), ",\"sends\":", st.sends, ",\"duplicate_sends\":", st.duplicate_sends,
             ",\"records\":", st.records, ",\"inbox_entries\":", st.inbox_entries, ",\"pushes\":", st.pushes,
             ",\"sync_pushes\":", st.sync_pushes, ",\"syncs\":", st.syncs, ",\"fsyncs\":", st.fsyncs,
+            ",\"fsync_waits\":", st.fsync_waits,
             ",\"redriven\":", st.redriven, ",\"presence_events\":", st.presence_events,
             ",\"segments\":", store.log().Segments().size(), ",\"segments_deleted\":", store.stats().segments_deleted,
             ",\"entries_expired\":", store.stats().entries_expired, ",\"entries_evicted\":",

@@ -44,7 +44,9 @@ ABSL_FLAG(std::string, data_dir, "./longlink-data", "--backend=local: directory 
 ABSL_FLAG(std::string, fsync, "batch",
           "--backend=local: always (fdatasync before every acknowledgement), batch (group commit every "
           "--fsync-interval-ms) or none (acknowledge once written to the page cache)");
-ABSL_FLAG(double, fsync_interval_ms, 2, "--fsync=batch: at most one fdatasync starts per this interval");
+ABSL_FLAG(double, fsync_interval_ms, 2,
+          "--fsync=batch: a shard starts at most one fdatasync per this interval, the process at most one per "
+          "interval per core");
 ABSL_FLAG(std::string, idempotency_window, "5m",
           "How long a SEND's client message id is remembered at least: a retry within it gets the first "
           "SEND_ACK and is not stored again (local backend; memory grows with the SENDs of one window)");

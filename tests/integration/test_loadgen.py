@@ -562,6 +562,46 @@ class LoadgenLocalBackendTest(unittest.TestCase):
         self.assertEqual(got, acks)
 
 
+class LoadgenSyncBudgetTest(unittest.TestCase):
+    """More shards than cores with batch fsync: the shards' group commits share one budget per process."""
+
+    def test_group_commits_share_the_process_budget(self):
+        shards = 4 * (os.cpu_count() or 1)
+        interval = 0.02  # 20 ms: each shard alone could sync 50 times a second
+        gw = ll.Gateway("--backend=local", "--fsync=batch", "--fsync-interval-ms=20", "--admin-port=0",
+                        "--admin-token=t", "--heartbeat-interval=2s", "--heartbeat-timeout=6s", shards=shards)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "budget.yaml")
+                with open(path, "w") as f:
+                    f.write(GROUPS.format(port=gw.port, targets="random_user")
+                            .replace("  groups: {count: 20, size: 30}\n", ""))
+                before = gw.snapshot().get("longlink_gateway_fsync_seconds_count")
+                start = time.monotonic()
+                r = run_loadgen("--scenario=" + path, "--report-json=" + os.path.join(tmp, "r.json"), "--shards=2")
+                elapsed = time.monotonic() - start
+                syncs = gw.snapshot().get("longlink_gateway_fsync_seconds_count") - before
+                with open(os.path.join(tmp, "r.json")) as f:
+                    rep = json.load(f)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            led = rep["ledger"]
+            self.assertGreater(led["acked"], 1000)
+            self.assertEqual(led["lost"], 0)
+            self.assertEqual(led["duplicates"], 0)
+            # Every shard had traffic, so unpaced they would have synced up to shards / interval a second;
+            # the process keeps to cores / interval (plus one burst of `cores`).
+            cores = os.cpu_count() or 1
+            self.assertLessEqual(syncs, cores * (elapsed / interval + 1), (syncs, elapsed))
+            self.assertGreater(syncs, 0)
+            status, stats = gw.admin("GET", "/v1/stats", token="t")
+            self.assertEqual(status, 200, stats)
+            self.assertGreater(sum(s["fsync_waits"] for s in stats["shards"]), 0, stats)
+            self.assertEqual(sum(s["fsyncs"] for s in stats["shards"]), gw.snapshot().get(
+                "longlink_gateway_fsync_seconds_count"))
+        finally:
+            self.assertEqual(gw.terminate(), 0, gw.stderr_text)
+
+
 ECHO_SERVER = r"""
 import asyncio, sys, websockets
 errors = []

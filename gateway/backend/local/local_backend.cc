@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <thread>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -112,8 +113,16 @@ std::string Trim(std::string s) {
 
 // ---- factory ----
 
+namespace {
+uint32_t Cores() { return std::max(1u, std::thread::hardware_concurrency()); }
+}  // namespace
+
 LocalFactory::LocalFactory(const Config& config, uint16_t epoch, int lock_fd)
-    : config_(config), lock_fd_(lock_fd), epoch_(epoch), shards_(config.shards) {
+    : config_(config),
+      lock_fd_(lock_fd),
+      epoch_(epoch),
+      shards_(config.shards),
+      sync_pacer_(static_cast<uint64_t>(config.fsync_interval_us) * 1000 / Cores(), Cores()) {
   for (uint32_t i = 0; i < shards_; ++i) mailboxes_.push_back(std::make_unique<Mailbox>());
 }
 
@@ -443,9 +452,21 @@ struct LocalBackend::Impl {
     // only when that commit can start (one pwrite per fsync instead of one per loop round), or once it is
     // large enough that holding it would just delay the copy.
     uint64_t now_ns = 0;
+    bool sync_now = false;
     if (cfg.fsync == FsyncPolicy::kBatch) {
       now_ns = core::MonoNanos();
-      if ((fsync_inflight || now_ns < next_fsync_ns) && store.log().pending_bytes() < kBatchWriteBytes) return;
+      int fd;
+      uint64_t lsn;
+      sync_now = !fsync_inflight && now_ns >= next_fsync_ns &&
+                 (store.log().pending_bytes() != 0 || store.log().NextSync(&fd, &lsn));
+      uint64_t retry_ns;
+      if (sync_now && !factory->sync_pacer().TryTake(now_ns, &retry_ns)) {
+        // The process's sync budget is spent for now (more shards than cores): grow the batch meanwhile.
+        next_fsync_ns = retry_ns;
+        ++stats.fsync_waits;
+        sync_now = false;
+      }
+      if (!sync_now && store.log().pending_bytes() < kBatchWriteBytes) return;
     }
     absl::Status st = store.log().Write();
     if (!st.ok()) {
@@ -469,15 +490,15 @@ struct LocalBackend::Impl {
         break;
       }
       case FsyncPolicy::kBatch:
-        MaybeStartFsync(now_ns);
+        if (sync_now) StartFsync(now_ns);
         break;
     }
   }
 
-  void MaybeStartFsync(uint64_t now_ns) {
+  void StartFsync(uint64_t now_ns) {
     int fd;
     uint64_t lsn;
-    if (fsync_inflight || now_ns < next_fsync_ns || !store.log().NextSync(&fd, &lsn)) return;
+    if (!store.log().NextSync(&fd, &lsn)) return;
     port->SubmitFsync(fd, lsn);
     fsync_inflight = true;
     fsync_started_ns = now_ns;

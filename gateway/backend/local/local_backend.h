@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "gateway/backend/backend.h"
 #include "gateway/backend/local/store.h"
+#include "gateway/backend/local/sync_pacer.h"
 #include "gateway/config.h"
 
 namespace longlink::gateway::local {
@@ -43,6 +44,8 @@ class LocalFactory final : public BackendFactory {
   uint32_t shards() const { return shards_; }
   uint16_t epoch() const { return epoch_; }
   const Config& config() const { return config_; }
+  // Shared by the shards' group commits (--fsync=batch): one per interval per core.
+  SyncPacer& sync_pacer() { return sync_pacer_; }
 
  private:
   friend class LocalBackend;
@@ -61,6 +64,7 @@ class LocalFactory final : public BackendFactory {
   uint16_t epoch_;
   uint32_t shards_;
   std::vector<std::unique_ptr<Mailbox>> mailboxes_;
+  SyncPacer sync_pacer_;
 };
 
 // Per-shard counters, read on the shard thread (admin /v1/stats gathers them).
@@ -73,6 +77,7 @@ struct LocalStats {
   uint64_t sync_pushes = 0;       // PUSH frames sent in answer to SYNC
   uint64_t syncs = 0;
   uint64_t fsyncs = 0;
+  uint64_t fsync_waits = 0;       // group commits put off because the process's sync budget was spent
   uint64_t redriven = 0;          // unfinished messages re-driven at start
   uint64_t redrive_duplicates = 0;
   uint64_t presence_events = 0;
