@@ -1,5 +1,6 @@
 """Operating the real gateway: SIGTERM drain, /metrics accounting, and resource limits (fixed-file table,
 a tiny buffer ring, the plain ring fallback)."""
+import os
 import signal
 import socket
 import time
@@ -292,6 +293,19 @@ class TinyBufferRingTest(GatewayTestCase):
         self.assertGreater(self.delta(before, "longlink_gateway_buffer_ring_exhausted_total"), 0)
 
 
+def all_threads_stopped(pid):
+    """True when every thread of the process is in the stopped state (T) after a SIGSTOP."""
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            continue
+        if state not in ("T", "t"):
+            return False
+    return True
+
+
 class GrowingBufferRingTest(GatewayTestCase):
     """The receive ring starts with 64 buffers per shard and grows when receives find it empty.
 
@@ -311,6 +325,12 @@ class GrowingBufferRingTest(GatewayTestCase):
         # round, more than the 64 buffers the ring holds.
         os.kill(self.gw.proc.pid, signal.SIGSTOP)
         try:
+            # The signal is delivered asynchronously: a shard still running would take the first PINGs in
+            # small rounds. Wait until every thread of the gateway is stopped.
+            deadline = time.monotonic() + 10
+            while not all_threads_stopped(self.gw.proc.pid):
+                self.assertLess(time.monotonic(), deadline, "the gateway did not stop")
+                time.sleep(0.005)
             for i, c in enumerate(clients):
                 c.send_raw(ll.frame(ll.PING, struct.pack(">Q", i), request_id=7))
         finally:

@@ -488,6 +488,16 @@ thresholds:
 """
 
 
+def check_clean_ledger(test, r, rep, min_acked=1000):
+    """The run exited 0, acknowledged enough messages, and the ledger found none lost or repeated."""
+    test.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+    led = rep["ledger"]
+    test.assertGreater(led["acked"], min_acked)
+    test.assertEqual(led["lost"], 0)
+    test.assertEqual(led["duplicates"], 0)
+    return led
+
+
 class LoadgenLocalBackendTest(unittest.TestCase):
     """The ledger judging the embedded IM backend: groups, random users, and runs over kept data."""
 
@@ -531,15 +541,10 @@ class LoadgenLocalBackendTest(unittest.TestCase):
         # shown but not judged, and its own messages, with fresh client_msg_ids, are not taken for retries.
         for run in (1, 2):
             r, rep = self.run_targets("random_user", "random%d" % run)
-            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-            led = rep["ledger"]
-            self.assertGreater(led["acked"], 1000)
-            self.assertEqual(led["lost"], 0)
-            self.assertEqual(led["duplicates"], 0)
+            led = check_clean_ledger(self, r, rep)
             self.assertEqual(led["delivered_unique"], led["expected_deliveries"])
             if run == 2:
                 self.assertGreater(rep["metrics"]["foreign_deliveries"], 1000)
-
 
     def test_delayed_cumulative_push_acks(self):
         # ack_delay: each device acknowledges once for everything received so far, with its next SEND or
@@ -548,11 +553,7 @@ class LoadgenLocalBackendTest(unittest.TestCase):
         # (absent until the gateway has received a first one)
         before = self.gw.snapshot().get("longlink_gateway_frames_received_total", default=0, opcode="push_ack")
         r, rep = self.run_targets("random_user", "ackdelay", extra="  ack_delay: 1s\n")
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        led = rep["ledger"]
-        self.assertGreater(led["acked"], 1000)
-        self.assertEqual(led["lost"], 0)
-        self.assertEqual(led["duplicates"], 0)
+        led = check_clean_ledger(self, r, rep)
         self.assertEqual(led["delivered_unique"], led["expected_deliveries"])
         acks = rep["metrics"]["push_acks"]
         self.assertGreater(acks, 0)
@@ -583,11 +584,7 @@ class LoadgenSyncBudgetTest(unittest.TestCase):
                 syncs = gw.snapshot().get("longlink_gateway_fsync_seconds_count") - before
                 with open(os.path.join(tmp, "r.json")) as f:
                     rep = json.load(f)
-            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-            led = rep["ledger"]
-            self.assertGreater(led["acked"], 1000)
-            self.assertEqual(led["lost"], 0)
-            self.assertEqual(led["duplicates"], 0)
+            check_clean_ledger(self, r, rep)
             # Every shard had traffic, so unpaced they would have synced up to shards / interval a second;
             # the process keeps to cores / interval (plus one burst of `cores`).
             cores = os.cpu_count() or 1
