@@ -6,10 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <thread>
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"

@@ -233,7 +233,7 @@ namespace {
 // Generation tables, by slot count: a swiss table of 2^k - 1 slots takes 7/8 of them before it would grow,
 // so a generation is sized to exactly that and filled to it (no rehash, no half-empty table). They double
 // up to 2^20 - 1 slots (917,504 entries, about 50 MB): a SEND looks in every live generation, so at a
-// sustained 50,000 SENDs/s a 5-minute window is some 25 generations rather than the 110 that 131,072-entry
+// sustained 50,000 SENDs/s a 5-minute window is about 24 generations rather than the 120 that 131,072-entry
 // ones would make. A new table costs one allocation and a 1 MB fill of its control bytes.
 constexpr size_t kIdemFirstSlots = (size_t{1} << 12) - 1;
 constexpr size_t kIdemMaxSlots = (size_t{1} << 20) - 1;
