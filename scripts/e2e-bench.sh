@@ -9,6 +9,7 @@
 # Exit status: 0, or the loadgen's (1: a threshold failed, 3: the run was invalid), or 2 for bad arguments.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/gateway.sh
 
 backend=local; fsync=batch; gshards=2; lshards=2; clients=10000; rate=2.5; ack=0s; targets=self; seconds=20
 while [ $# -gt 0 ]; do
@@ -44,16 +45,12 @@ cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGLINK_TESTS
 cmake --build build-release --target longlink-gateway longlink-loadgen -j"$(nproc)" >/dev/null
 
 work=$(mktemp -d)
-trap 'kill -9 $gw_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+trap '{ kill -9 $gw_pid && wait $gw_pid; } 2>/dev/null || true; rm -rf "$work"' EXIT
 build-release/gateway/longlink-gateway --bind=127.0.0.1 --port=0 --metrics-bind=127.0.0.1 --metrics-port=0 \
   --shards="$gshards" --backend="$backend" --fsync="$fsync" --data-dir="$work/data" --heartbeat-interval=30s \
   >"$work/gw.out" 2>"$work/gw.err" &
 gw_pid=$!
-for _ in $(seq 200); do grep -q listening "$work/gw.out" 2>/dev/null && break; sleep 0.1; done
-line=$(head -1 "$work/gw.out")
-[ -n "$line" ] || { echo "the gateway did not start:" >&2; cat "$work/gw.err" >&2; exit 1; }
-port=$(sed -E 's/.*:([0-9]+) shards=.*/\1/' <<<"$line")
-mport=$(sed -E 's/.* metrics=([0-9]+).*/\1/' <<<"$line")
+wait_gateway "$work/gw.out" "$work/gw.err"
 
 cat >"$work/e2e.yaml" <<YAML
 name: e2e-bench
@@ -76,17 +73,15 @@ messaging:
     size: 64
 YAML
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-syncs() { curl -s "http://127.0.0.1:$mport/metrics" | awk '$1 == "longlink_gateway_fsync_seconds_count" {print $2}'; }
 build-release/loadgen/longlink-loadgen --scenario="$work/e2e.yaml" --shards="$lshards" --live-interval=0s \
   --report-json="$work/report.json" >"$work/lg.out" 2>"$work/lg.err" &
 lg_pid=$!
 # CPU over the middle of the hold: from 2 s after the ramp to 3 s before the end.
 window=$((seconds - 8))
 sleep 5
-g0=$(cpu_ticks "$gw_pid"); l0=$(cpu_ticks "$lg_pid"); s0=$(syncs)
+g0=$(cpu_ticks "$gw_pid"); l0=$(cpu_ticks "$lg_pid"); s0=$(metric longlink_gateway_fsync_seconds_count)
 sleep "$window"
-g1=$(cpu_ticks "$gw_pid"); l1=$(cpu_ticks "$lg_pid"); s1=$(syncs)
+g1=$(cpu_ticks "$gw_pid"); l1=$(cpu_ticks "$lg_pid"); s1=$(metric longlink_gateway_fsync_seconds_count)
 rc=0
 wait "$lg_pid" || rc=$?
 [ -s "$work/report.json" ] || { echo "the loadgen wrote no report (exit $rc):" >&2; cat "$work/lg.err" >&2; exit 1; }

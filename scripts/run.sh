@@ -8,6 +8,7 @@
 #   scripts/run.sh [--clients N] [--seconds S] [--rate MSG_PER_S_PER_CLIENT] [--shards N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/gateway.sh
 
 clients=10000; seconds=30; rate=; shards=2
 while [ $# -gt 0 ]; do
@@ -31,12 +32,8 @@ trap 'kill $gw_pid 2>/dev/null || true; rm -rf "$log"' EXIT
 build-release/gateway/longlink-gateway --bind=0.0.0.0 --port=0 --metrics-bind=127.0.0.1 --metrics-port=0 \
   --shards="$shards" --backend=local --data-dir="$log/data" >"$log/out" 2>"$log/err" &
 gw_pid=$!
-for _ in $(seq 100); do grep -q listening "$log/out" 2>/dev/null && break; sleep 0.1; done
-line=$(head -1 "$log/out")
-[ -n "$line" ] || { echo "the gateway did not start:" >&2; cat "$log/err" >&2; exit 1; }
-echo "$line"
-port=$(sed -E 's/.*:([0-9]+) shards=.*/\1/' <<<"$line")
-mport=$(sed -E 's/.* metrics=([0-9]+).*/\1/' <<<"$line")
+wait_gateway "$log/out" "$log/err"
+echo "$gw_line"
 
 status=0
 # Connections spread over four loopback destination addresses, so ephemeral ports never run out.
