@@ -1,10 +1,10 @@
 // Paces the group commits of every shard of one process. Each shard's log commits on its own (one
 // fdatasync per --fsync-interval-ms at most), so with more shards than cores the syncs would multiply
 // with the shard count: each costs CPU in an io-wq worker (about 200 us on the benchmark machine) plus
-// the device flush. The pacer keeps the process to one sync per interval per core on average, with up to one per
-// core at once: a shard that finds no slot keeps appending to its batch and tries again when one frees
-// up, so under load its commits grow instead of multiplying, and when few shards have traffic nothing
-// waits.
+// the device flush. The pacer keeps the process to one sync per interval per core on average, with up
+// to one per core at once: a shard that finds no slot keeps appending to its batch and tries again when
+// one frees up, so under load its commits grow instead of multiplying, and when few shards have traffic
+// nothing waits.
 //
 // It is a GCRA (generic cell rate algorithm) over one atomic "theoretical arrival time": a sync may start
 // at `now` if that time is at most `tolerance` ahead of `now`, and taking it moves the time on by one
