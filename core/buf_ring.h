@@ -39,6 +39,10 @@ class BufRing {
   void Recycle(uint16_t bid) {
     io_uring_buf_ring_add(br_, Buffer(bid), size_, bid, mask_, pending_++);
   }
+  // Returns the buffer a receive completion picked from this ring, if it carries one.
+  void RecycleFrom(const io_uring_cqe* cqe) {
+    if (cqe->flags & IORING_CQE_F_BUFFER) Recycle(static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+  }
   // Publishes recycled buffers to the kernel; once per completion round.
   void Commit() {
     if (pending_ != 0) {

@@ -1,5 +1,7 @@
 #include "core/ring.h"
 
+#include <sys/socket.h>
+
 #include <cstring>
 
 #include "core/status.h"
@@ -82,6 +84,20 @@ void PrepMsgRingSendFd(io_uring_sqe* sqe, int target_ring_fd, uint32_t src_slot,
                    target_user_data);
   sqe->addr3 = src_slot;
   sqe->file_index = IORING_FILE_INDEX_ALLOC;
+}
+
+void PrepCloseDirect(Ring& ring, uint32_t slot, uint64_t user_data) {
+  io_uring_sqe* sqe = ring.Sqe();
+  io_uring_prep_close_direct(sqe, slot);
+  io_uring_sqe_set_data64(sqe, user_data);
+}
+
+void PrepShutdownAndClose(Ring& ring, uint32_t slot, uint64_t close_user_data) {
+  io_uring_sqe* sqe = ring.Sqe();
+  io_uring_prep_shutdown(sqe, static_cast<int>(slot), SHUT_RDWR);
+  sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_HARDLINK;
+  io_uring_sqe_set_data64(sqe, 0);
+  PrepCloseDirect(ring, slot, close_user_data);
 }
 
 }  // namespace longlink::core

@@ -60,4 +60,14 @@ class Ring {
 // user_data `target_user_data` and res = the new slot; this ring sees one with res >= 0 on success.
 void PrepMsgRingSendFd(io_uring_sqe* sqe, int target_ring_fd, uint32_t src_slot, uint64_t target_user_data);
 
+// Closes fixed file `slot` (close_direct, kernel 5.15); the completion carries `user_data`.
+void PrepCloseDirect(Ring& ring, uint32_t slot, uint64_t user_data);
+
+// Closes a connected fixed file: IORING_OP_SHUTDOWN (kernel 5.11) ends its outstanding receive (EOF) and
+// send at once, hard-linked to close_direct so the close runs whatever the shutdown returned. Only the
+// close completes with `close_user_data` (the shutdown's completion carries 0). Cancelling by descriptor
+// (ASYNC_CANCEL_FD) instead walks every request of the ring, which makes closing many connections at once
+// quadratic.
+void PrepShutdownAndClose(Ring& ring, uint32_t slot, uint64_t close_user_data);
+
 }  // namespace longlink::core

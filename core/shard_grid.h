@@ -4,10 +4,13 @@
 // (IORING_OP_MSG_RING, kernel 5.18). The receiver drains all its inbound cells every loop iteration.
 //
 // Payloads that do not fit a message travel as a pointer owned by the sending shard; the receiver hands
-// the pointer back (kind kRelease) so memory is always freed on the shard that allocated it.
+// the pointer back (kind kShardMessageRelease) so memory is always freed on the shard that allocated it.
 #pragma once
 
 #include <atomic>
+#include <cstddef>
+#include <cstring>
+#include <type_traits>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -18,16 +21,37 @@
 
 namespace longlink::core {
 
+// One message in a grid cell: a kind, the sending shard, an optional heap payload owned by the sender, and
+// a small typed body copied by value. Each program defines one trivially copyable struct per kind and
+// reads it back with Body<T>(), so the meaning of every field is in a type, not in a comment about which
+// generic field carries what.
 struct ShardMessage {
-  uint16_t kind = 0;  // interpreted by the program; kRelease is reserved
+  static constexpr size_t kBodyBytes = 32;
+
+  uint16_t kind = 0;  // interpreted by the program; kShardMessageRelease is reserved
   uint16_t from = 0;
-  uint32_t u32 = 0;
-  uint64_t a = 0;
-  uint64_t b = 0;
-  void* ptr = nullptr;  // owned by `from`, returned with kRelease after handling
-  uint32_t len = 0;
-  uint32_t u32b = 0;
+  uint32_t reserved = 0;
+  void* owned = nullptr;  // owned by `from`, handed back with kShardMessageRelease after handling
+  alignas(8) unsigned char body[kBodyBytes] = {};
+
+  template <class T>
+  static ShardMessage Of(uint16_t kind, const T& b, void* owned = nullptr) {
+    static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= kBodyBytes, "a shard message body is small and flat");
+    ShardMessage m;
+    m.kind = kind;
+    m.owned = owned;
+    std::memcpy(m.body, &b, sizeof(T));
+    return m;
+  }
+  template <class T>
+  T Body() const {
+    static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= kBodyBytes, "a shard message body is small and flat");
+    T b;
+    std::memcpy(&b, body, sizeof(T));
+    return b;
+  }
 };
+static_assert(sizeof(ShardMessage) == 48, "grid cells are sized by this");
 inline constexpr uint16_t kShardMessageRelease = 0xffff;
 
 // A queue capacity for `shards` shards such that all shards x shards cells together stay within 16 MiB

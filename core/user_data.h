@@ -22,4 +22,12 @@ inline constexpr UserData UnpackUserData(uint64_t v) {
                   static_cast<uint32_t>(v)};
 }
 
+// The stale-completion guard of both programs: a completion is stale when its slot lies past the table
+// (`slots` in use so far) or now holds a later generation (`current_gen`: the slot's own counter, of which
+// 24 bits travel). A stale completion belongs to an object that was closed and reused; it is counted and
+// dropped, and a receive among them still hands its buffer back (BufRing::RecycleFrom).
+inline constexpr bool IsStale(const UserData& ud, uint32_t slots, uint32_t current_gen) {
+  return ud.slot >= slots || (current_gen & kGenMask) != ud.gen;
+}
+
 }  // namespace longlink::core

@@ -38,22 +38,6 @@ ABSL_FLAG(int64_t, max_pending_bytes, 1 << 20,
           "Per-connection output queue limit; past it the connection is closed (slow_consumer)");
 ABSL_FLAG(int64_t, max_frame_bytes, 64 * 1024, "Largest frame a client may send");
 ABSL_FLAG(int32_t, drain_seconds, 10, "On SIGTERM, GOAWAY reconnect delays are spread over this many seconds");
-ABSL_FLAG(std::string, backend, "local",
-          "Backend: local (embedded IM service: durable inboxes, groups, presence) or echo (no storage)");
-ABSL_FLAG(std::string, data_dir, "./longlink-data", "--backend=local: directory of the message log");
-ABSL_FLAG(std::string, fsync, "batch",
-          "--backend=local: always (fdatasync before every acknowledgement), batch (group commit every "
-          "--fsync-interval-ms) or none (acknowledge once written to the page cache)");
-ABSL_FLAG(double, fsync_interval_ms, 2,
-          "--fsync=batch: a shard starts at most one fdatasync per this interval, the process at most one per "
-          "interval per core");
-ABSL_FLAG(std::string, idempotency_window, "5m",
-          "How long a SEND's client message id is remembered at least: a retry within it gets the first "
-          "SEND_ACK and is not stored again (local backend; memory grows with the SENDs of one window)");
-ABSL_FLAG(std::string, retention, "14d",
-          "--backend=local: how long stored messages are kept, e.g. 14d, 36h, 3600s");
-ABSL_FLAG(int64_t, max_inbox, 10000, "--backend=local: most messages kept per user inbox");
-ABSL_FLAG(int64_t, segment_bytes, 64ll << 20, "--backend=local: size at which a log segment is closed");
 ABSL_FLAG(int32_t, admin_port, -1, "Port of the admin HTTP API (0 picks a free port, -1 disables it)");
 ABSL_FLAG(std::string, admin_bind, "127.0.0.1", "Address of the admin HTTP API");
 ABSL_FLAG(std::string, admin_token, "", "Bearer token the admin API requires (empty: no token needed)");
@@ -95,23 +79,6 @@ absl::StatusOr<uint32_t> Millis(absl::string_view flag, absl::Duration d, absl::
 }
 
 }  // namespace
-
-absl::StatusOr<uint64_t> ParseRetention(absl::string_view text) {
-  // absl::ParseDuration has no unit for days; retention is naturally said in days.
-  absl::Duration d;
-  if (absl::ConsumeSuffix(&text, "d")) {
-    int64_t days;
-    if (!absl::SimpleAtoi(text, &days) || days < 0) {
-      return absl::InvalidArgumentError("expected a duration such as 14d, 36h or 3600s");
-    }
-    d = absl::Hours(24 * days);
-  } else if (!absl::ParseDuration(text, &d)) {
-    return absl::InvalidArgumentError("expected a duration such as 14d, 36h or 3600s");
-  }
-  if (d < absl::Seconds(1)) return absl::InvalidArgumentError("must be at least 1s");
-  if (d > absl::Hours(24 * 3650)) return absl::InvalidArgumentError("must be at most 3650d");
-  return static_cast<uint64_t>(absl::ToInt64Milliseconds(d));
-}
 
 absl::StatusOr<Config> ConfigFromFlags() {
   Config c;
@@ -193,43 +160,8 @@ absl::StatusOr<Config> ConfigFromFlags() {
   if (ds < 0 || ds > 3600) return Bad("drain-seconds", "must be 0..3600");
   c.drain_seconds = static_cast<uint32_t>(ds);
 
-  c.backend = absl::GetFlag(FLAGS_backend);
-  if (c.backend != "local" && c.backend != "echo") {
-    return Bad("backend", absl::StrCat("unknown backend '", c.backend, "' (available: local, echo)"));
-  }
-  c.data_dir = absl::GetFlag(FLAGS_data_dir);
-  if (c.data_dir.empty()) return Bad("data-dir", "must not be empty");
-  std::string fsync = absl::GetFlag(FLAGS_fsync);
-  if (fsync == "always") {
-    c.fsync = FsyncPolicy::kAlways;
-  } else if (fsync == "batch") {
-    c.fsync = FsyncPolicy::kBatch;
-  } else if (fsync == "none") {
-    c.fsync = FsyncPolicy::kNone;
-  } else {
-    return Bad("fsync", absl::StrCat("unknown policy '", fsync, "' (expected always, batch or none)"));
-  }
-  double fi = absl::GetFlag(FLAGS_fsync_interval_ms);
-  if (!(fi >= 0 && fi <= 1000)) return Bad("fsync-interval-ms", "must be 0..1000");
-  c.fsync_interval_us = static_cast<uint32_t>(fi * 1000);
-  absl::StatusOr<uint64_t> ret = ParseRetention(absl::GetFlag(FLAGS_retention));
-  if (!ret.ok()) return Bad("retention", ret.status().message());
-  c.retention_ms = *ret;
-  absl::Duration iw;
-  if (!absl::ParseDuration(absl::GetFlag(FLAGS_idempotency_window), &iw) || iw < absl::Seconds(1) ||
-      iw > absl::Hours(24)) {
-    return Bad("idempotency-window", "expected a duration from 1s to 24h, such as 5m");
-  }
-  c.idempotency_window_ms = static_cast<uint64_t>(absl::ToInt64Milliseconds(iw));
-  int64_t mi = absl::GetFlag(FLAGS_max_inbox);
-  if (mi < 1 || mi > 100000000) return Bad("max-inbox", "must be 1..100000000");
-  c.max_inbox = static_cast<uint32_t>(mi);
-  int64_t sb = absl::GetFlag(FLAGS_segment_bytes);
-  if (sb < 4096 || sb > (1ll << 32)) return Bad("segment-bytes", "must be 4096..4294967296");
-  c.segment_bytes = static_cast<uint64_t>(sb);
   c.admin_port = absl::GetFlag(FLAGS_admin_port);
   if (c.admin_port < -1 || c.admin_port > 65535) return Bad("admin-port", "must be -1..65535");
-  if (c.admin_port >= 0 && c.backend != "local") return Bad("admin-port", "the admin API needs --backend=local");
   c.admin_bind = absl::GetFlag(FLAGS_admin_bind);
   c.admin_token = absl::GetFlag(FLAGS_admin_token);
   std::string web_root = absl::GetFlag(FLAGS_web_root);

@@ -1,5 +1,6 @@
 // The gateway's configuration: every flag is read once at start into this immutable struct, validated,
-// and handed to each shard. Nothing reads a flag after that.
+// and handed to each shard. Nothing reads a flag after that. A backend's own flags live in its folder and
+// are read by its registry entry (gateway/backend/registry.h).
 #pragma once
 
 #include <cstdint>
@@ -12,8 +13,6 @@
 namespace longlink::gateway {
 
 enum class AuthMode : uint8_t { kNone, kToken };
-// When the local backend makes a stored message durable before acknowledging it.
-enum class FsyncPolicy : uint8_t { kAlways, kBatch, kNone };
 
 struct Config {
   std::string bind = "0.0.0.0";
@@ -31,15 +30,7 @@ struct Config {
   uint32_t max_pending_bytes = 1 << 20;
   uint32_t max_frame_bytes = 64 * 1024;
   uint32_t drain_seconds = 10;
-  std::string backend = "local";
-  // --backend=local
-  std::string data_dir = "./longlink-data";
-  FsyncPolicy fsync = FsyncPolicy::kBatch;
-  uint32_t fsync_interval_us = 2000;
-  uint64_t retention_ms = 14ull * 24 * 3600 * 1000;
-  uint64_t idempotency_window_ms = 5ull * 60 * 1000;
-  uint32_t max_inbox = 10000;
-  uint64_t segment_bytes = 64ull << 20;
+  std::string backend;  // --backend, as chosen in the backend registry (gateway/backend/registry.h)
   // Admin HTTP API
   int32_t admin_port = -1;  // -1: off
   std::string admin_bind = "127.0.0.1";
@@ -63,7 +54,5 @@ struct Config {
 
 // Reads the parsed command-line flags into a Config and checks them; the error names the bad flag.
 absl::StatusOr<Config> ConfigFromFlags();
-// "14d", or anything absl::ParseDuration takes ("36h", "3600s"), in milliseconds; at least 1s.
-absl::StatusOr<uint64_t> ParseRetention(absl::string_view text);
 
 }  // namespace longlink::gateway

@@ -29,8 +29,8 @@ enum ConnFlags : uint8_t {
   kRecvArmed = 1 << 0,      // a recv (one-shot before login, multishot after) is outstanding
   kSendInflight = 1 << 1,   // a send is outstanding
   kDirty = 1 << 2,          // on the shard's list of connections with bytes to flush this round
-  kCloseInflight = 1 << 3,  // cancel + close_direct submitted, completion pending
-  kCloseAfterFlush = 1 << 4,
+  kCloseInflight = 1 << 3,  // shutdown + close_direct submitted (core::PrepShutdownAndClose), completion pending
+  kCloseAfterFlush = 1 << 4,  // stop reading; close once the output queue is flushed
   kRecvStarved = 1 << 5,    // recv ended with -ENOBUFS; re-armed after the round
   kMultishot = 1 << 6,      // the outstanding recv is multishot
   kInRegistry = 1 << 7,

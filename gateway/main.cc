@@ -9,10 +9,13 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/cli.h"
-#include "gateway/auth/token.h"
+#include "protocol/token.h"
+#include "gateway/backend/registry.h"
 #include "gateway/config.h"
 #include "gateway/server.h"
 
@@ -25,9 +28,15 @@ ABSL_DECLARE_FLAG(std::string, auth_secret_file);
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "the longlink access gateway.\n"
-      "  longlink-gateway [--port=7000 --shards=N --backend=local|echo --data-dir=DIR --auth=none|token ...]\n"
+      "  longlink-gateway [--port=7000 --shards=N --backend=NAME [its flags] --auth=none|token ...]\n"
       "  longlink-gateway mint-token --auth-secret=SECRET --user=ID --device=ID [--ttl=24h]\n"
       "Flag names may be written with dashes or underscores (--metrics-port or --metrics_port).");
+  // --help lists the gateway's own flags and every backend's (each defined in its folder), without
+  // Abseil's internal ones (--helpfull shows those too).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) { return absl::StrContains(file, "gateway/"); };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   longlink::core::NormalizeFlagDashes(argc, argv);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() > 1) {
@@ -52,7 +61,7 @@ int main(int argc, char** argv) {
       }
       uint64_t expiry = static_cast<uint64_t>(absl::ToUnixSeconds(absl::Now() + absl::GetFlag(FLAGS_ttl)));
       std::printf("%s\n",
-                  longlink::auth::MintToken(secret, absl::GetFlag(FLAGS_user), absl::GetFlag(FLAGS_device), expiry).c_str());
+                  longlink::protocol::MintToken(secret, absl::GetFlag(FLAGS_user), absl::GetFlag(FLAGS_device), expiry).c_str());
       return 0;
     }
     std::fprintf(stderr, "longlink-gateway: unknown command '%s' (try --help)\n", cmd.c_str());
@@ -63,7 +72,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "longlink-gateway: %s\n", std::string(config.status().message()).c_str());
     return 2;
   }
-  absl::Status st = longlink::gateway::RunGateway(*config);
+  longlink::gateway::GatewayInfo info;
+  info.shards = config->shards;
+  info.max_pending_bytes = config->max_pending_bytes;
+  info.max_frame_bytes = config->max_frame_bytes;
+  absl::StatusOr<longlink::gateway::ChosenBackend> backend = longlink::gateway::ConfigureBackendFromFlags(info);
+  if (!backend.ok()) {
+    std::fprintf(stderr, "longlink-gateway: %s\n", std::string(backend.status().message()).c_str());
+    return 2;
+  }
+  config->backend = backend->name;
+  absl::Status st = longlink::gateway::RunGateway(*config, std::move(backend->factory));
   if (!st.ok()) {
     // Flags checked only at start-up (--bind, --backend) exit like the ones ConfigFromFlags rejects.
     if (st.code() == absl::StatusCode::kInvalidArgument || st.code() == absl::StatusCode::kFailedPrecondition) {

@@ -14,12 +14,10 @@
 #include "core/ring.h"
 #include "core/shard_grid.h"
 #include "core/status.h"
-#include "gateway/admin.h"
-#include "gateway/backend/local/local_backend.h"
+#include "gateway/admin/admin_server.h"
 #include "gateway/shard.h"
 #include "metrics/http_endpoint.h"
-#include "protocol/websocket.h"
-#include "protocol/ws_upgrade.h"
+#include "metrics/stats.h"
 
 namespace longlink::gateway {
 namespace {
@@ -63,6 +61,13 @@ absl::StatusOr<int> Listen(const std::string& bind, uint16_t port) {
   return fd;
 }
 
+core::RingMode RingModeOf(const Shard& s) {
+  for (size_t m = 0; m < kRingModes; ++m) {
+    if (s.stats().ring_mode[m].Get() != 0) return static_cast<core::RingMode>(m);
+  }
+  return core::RingMode::kPlain;
+}
+
 uint16_t BoundPort(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
@@ -71,148 +76,51 @@ uint16_t BoundPort(int fd) {
   return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
 }
 
-void CollectGateway(const std::vector<std::unique_ptr<Shard>>& shards, core::ShardGrid* grid,
-                    const metrics::Buckets* buckets, std::vector<prometheus::MetricFamily>* out) {
-  using metrics::AddSample;
-  const std::string p = "longlink_gateway_";
-#define LL_SUM_(name, help)                                         \
-  {                                                                 \
-    auto f = metrics::CounterFamily(p + #name, help);               \
-    uint64_t total = 0;                                             \
-    for (const auto& s : shards) total += s->stats().name.Get();    \
-    AddSample(&f, static_cast<double>(total));                      \
-    out->push_back(std::move(f));                                   \
+// The runtime's answer to threads outside the shards: each shard's mailbox.
+class Runner final : public ShardRunner {
+ public:
+  explicit Runner(uint32_t shards) : shards_(shards) {}
+  void Attach(std::vector<std::unique_ptr<Shard>>* shards) { list_ = shards; }
+  uint32_t shard_count() const override { return shards_; }
+  bool RunOnShard(uint32_t shard, absl::AnyInvocable<void(Backend&) &&> fn) override {
+    if (list_ == nullptr || shard >= list_->size()) return false;
+    return (*list_)[shard]->RunOnShard(std::move(fn));
   }
-  LONGLINK_GATEWAY_COUNTERS(LL_SUM_)
-#undef LL_SUM_
-#define LL_SUM_T_(name, help)                                                                        \
-  {                                                                                                  \
-    auto f = metrics::CounterFamily(p + #name, help);                                                \
-    for (size_t t = 0; t < kTransports; ++t) {                                                       \
-      uint64_t total = 0;                                                                            \
-      for (const auto& s : shards) total += s->stats().name[t].Get();                                \
-      AddSample(&f, static_cast<double>(total), {{"transport", std::string(TransportName(t))}});     \
-    }                                                                                                \
-    out->push_back(std::move(f));                                                                    \
-  }
-  LONGLINK_GATEWAY_TRANSPORT_COUNTERS(LL_SUM_T_)
-#undef LL_SUM_T_
-  {
-    auto f = metrics::CounterFamily(p + "ws_upgrades_total", "WebSocket upgrade requests answered, by result");
-    for (size_t r = 0; r < kWsUpgradeResults; ++r) {
-      uint64_t total = 0;
-      for (const auto& s : shards) total += s->stats().ws_upgrades[r].Get();
-      std::string name;
-      if (r < kWsUpgradeParseErrorBase) {
-        static constexpr const char* kNames[] = {"ok", "echo", "bad_path", "bad_origin"};
-        name = kNames[r];
-      } else {
-        auto e = static_cast<protocol::ws::UpgradeError>(r - kWsUpgradeParseErrorBase);
-        // Request-side parse errors only (those a server answers with an HTTP status).
-        if (e == protocol::ws::UpgradeError::kNone || protocol::ws::HttpStatusFor(e) == 0) continue;
-        name = std::string(protocol::ws::UpgradeErrorName(e));
-      }
-      AddSample(&f, static_cast<double>(total), {{"result", name}});
+
+ private:
+  uint32_t shards_;
+  std::vector<std::unique_ptr<Shard>>* list_ = nullptr;
+};
+
+// Scrape time: the gateway's families (longlink_gateway_*), the backend's (longlink_backend_<name>_*),
+// build information and the standard process families.
+void Collect(const Config& config, const std::vector<std::unique_ptr<Shard>>& shards, core::ShardGrid* grid,
+             std::vector<prometheus::MetricFamily>* out) {
+  metrics::PrometheusStats gateway("longlink_gateway_");
+  metrics::PrometheusStats backend(absl::StrCat("longlink_backend_", config.backend, "_"));
+  for (const auto& s : shards) {
+    // The queue depth is read here, from the grid's counters, rather than kept by every shard each round.
+    size_t depth = 0;
+    for (uint32_t from = 0; from < grid->shards(); ++from) {
+      if (from != s->id()) depth += grid->Cell(from, s->id()).SizeApprox();
     }
-    out->push_back(std::move(f));
+    s->SetQueueDepth(depth);
+    gateway.BeginShard(s->id());
+    s->stats().Visit(gateway);
+    backend.BeginShard(s->id());
+    if (const Backend* b = s->backend()) b->VisitStats(backend);
   }
-  {
-    auto f = metrics::CounterFamily(p + "ws_protocol_errors_total",
-                                    "WebSocket connections closed for a framing violation, by error");
-    for (size_t e = 1; e <= static_cast<size_t>(protocol::ws::Error::kBadCloseCode); ++e) {
-      uint64_t total = 0;
-      for (const auto& s : shards) total += s->stats().ws_errors[e].Get();
-      AddSample(&f, static_cast<double>(total),
-                {{"error", std::string(protocol::ws::ErrorName(static_cast<protocol::ws::Error>(e)))}});
-    }
-    out->push_back(std::move(f));
-  }
-  {
-    auto f = metrics::CounterFamily(p + "closes_total", "Connections closed, by reason");
-    for (size_t r = 0; r < static_cast<size_t>(CloseReason::kCount); ++r) {
-      uint64_t total = 0;
-      for (const auto& s : shards) total += s->stats().closes[r].Get();
-      AddSample(&f, static_cast<double>(total), {{"reason", std::string(CloseReasonName(static_cast<CloseReason>(r)))}});
-    }
-    out->push_back(std::move(f));
-  }
-  for (int dir = 0; dir < 2; ++dir) {
-    auto f = metrics::CounterFamily(p + (dir == 0 ? "frames_received_total" : "frames_sent_total"),
-                                    dir == 0 ? "Frames received from clients, by opcode and transport"
-                                             : "Frames sent to clients, by opcode and transport");
-    for (size_t t = 0; t < kTransports; ++t) {
-      for (uint8_t op = 0; op <= protocol::kMaxOpcode; ++op) {
-        uint64_t total = 0;
-        for (const auto& s : shards) {
-          total += (dir == 0 ? s->stats().frames_in[t][op] : s->stats().frames_out[t][op]).Get();
-        }
-        if (total == 0 && op != 0) continue;
-        AddSample(&f, static_cast<double>(total),
-                  {{"opcode", std::string(protocol::OpcodeName(op))}, {"transport", std::string(TransportName(t))}});
-      }
-    }
-    out->push_back(std::move(f));
-  }
-  {
-    auto conns = metrics::GaugeFamily(p + "connections", "Open client connections, by shard and transport");
-    auto sessions = metrics::GaugeFamily(p + "sessions", "Logged-in sessions, by shard and transport");
-    auto pending = metrics::GaugeFamily(p + "pending_send_bytes", "Bytes queued for sending, by shard");
-    auto mode = metrics::GaugeFamily(p + "ring_mode", "1 for the io_uring setup mode each shard runs with");
-    auto depth = metrics::GaugeFamily(p + "cross_shard_queue_depth", "Messages waiting in queues into each shard");
-    auto bufs = metrics::GaugeFamily(p + "recv_buffers", "Receive buffers in each shard's buffer ring");
-    for (const auto& s : shards) {
-      std::string id = std::to_string(s->id());
-      for (size_t t = 0; t < kTransports; ++t) {
-        std::string tn(TransportName(t));
-        AddSample(&conns, static_cast<double>(s->stats().connections[t].Get()), {{"shard", id}, {"transport", tn}});
-        AddSample(&sessions, static_cast<double>(s->stats().sessions[t].Get()), {{"shard", id}, {"transport", tn}});
-      }
-      AddSample(&pending, static_cast<double>(s->stats().pending_send_bytes.Get()), {{"shard", id}});
-      AddSample(&mode, 1,
-                {{"shard", id}, {"mode", std::string(core::RingModeName(static_cast<core::RingMode>(s->stats().ring_mode.Get())))}});
-      size_t d = 0;
-      for (uint32_t from = 0; from < grid->shards(); ++from) {
-        if (from != s->id()) d += grid->Cell(from, s->id()).SizeApprox();
-      }
-      AddSample(&depth, static_cast<double>(d), {{"shard", id}});
-      AddSample(&bufs, static_cast<double>(s->stats().recv_buffers.Get()), {{"shard", id}});
-    }
-    out->push_back(std::move(conns));
-    out->push_back(std::move(sessions));
-    out->push_back(std::move(pending));
-    out->push_back(std::move(mode));
-    out->push_back(std::move(depth));
-    out->push_back(std::move(bufs));
-  }
-  for (int which = 0; which < 4; ++which) {
-    static constexpr const char* kNames[] = {"login_latency_seconds", "backend_latency_seconds", "fsync_seconds",
-                                             "loop_round_seconds"};
-    static constexpr const char* kHelp[] = {
-        "LOGIN received to LOGIN_ACK queued", "Time spent in backend operations",
-        "Duration of one fdatasync of the message store",
-        "Busy time of one shard loop round (completions, queues, timers, backend, sends); a long round delays "
-        "every connection of the shard"};
-    auto f = metrics::HistogramFamily(p + kNames[which], kHelp[which]);
-    std::vector<uint64_t> counts;
-    double sum = 0;
-    for (const auto& s : shards) {
-      const ShardStats& st = s->stats();
-      const metrics::Histogram* h[] = {&st.login_latency, &st.backend_latency, &st.fsync_latency, &st.round_busy};
-      h[which]->AddTo(&counts, &sum);
-    }
-    metrics::AddHistogram(&f, buckets->upper_bounds, counts, sum);
-    out->push_back(std::move(f));
-  }
-  {
-    auto f = metrics::GaugeFamily(p + "process_resident_memory_bytes", "Resident memory of the gateway process");
-    AddSample(&f, static_cast<double>(metrics::ProcessResidentBytes()));
-    out->push_back(std::move(f));
-  }
+  gateway.AppendTo(out);
+  backend.AppendTo(out);
+  auto info = metrics::GaugeFamily("longlink_build_info", "Always 1: the version of longlink-gateway and its backend");
+  metrics::AddSample(&info, 1, {{"version", LONGLINK_VERSION}, {"backend", config.backend}});
+  out->push_back(std::move(info));
+  metrics::CollectProcess(out);
 }
 
 }  // namespace
 
-absl::Status RunGateway(const Config& config) {
+absl::Status RunGateway(const Config& config, std::unique_ptr<BackendFactory> factory) {
   // Signals are taken synchronously by this thread; every shard thread inherits the blocked mask.
   sigset_t sigs;
   sigemptyset(&sigs);
@@ -251,27 +159,21 @@ absl::Status RunGateway(const Config& config) {
     }
     ws_port = wp;
   }
-  // After the listeners: a bad --bind must not leave a fresh data directory behind.
-  absl::StatusOr<std::unique_ptr<BackendFactory>> made = MakeBackendFactory(config);
-  if (!made.ok()) {
-    for (int l : listeners) close(l);
-    for (int l : ws_listeners) {
-      if (l >= 0) close(l);
-    }
-    return made.status();
-  }
-  std::unique_ptr<BackendFactory> factory = std::move(*made);
-
   core::ShardGrid grid(config.shards, config.queue_capacity);
-  Shared shared;
+  Shared shared(config.shards);
   shared.config = &config;
   shared.grid = &grid;
   shared.backend_factory = factory.get();
-  static const metrics::Buckets kLatency = metrics::Buckets::Exponential(0.00001, 2, 22);
   std::vector<std::unique_ptr<Shard>> shards;
   for (uint32_t i = 0; i < config.shards; ++i) {
-    shards.push_back(std::make_unique<Shard>(i, &shared, listeners[i], ws_listeners[i], &kLatency));
+    shards.push_back(std::make_unique<Shard>(i, &shared, listeners[i], ws_listeners[i]));
   }
+  Runner runner(config.shards);
+  runner.Attach(&shards);
+  // After the listeners: a bad --bind must not leave a fresh data directory behind. (The listeners now
+  // belong to the shards, which close them.)
+  absl::Status opened = factory->Open(&runner);
+  if (!opened.ok()) return opened;
   for (auto& s : shards) s->Start();
   while (shared.started.load() + shared.failed.load() < config.shards) usleep(1000);
   if (shared.failed.load() != 0) {
@@ -285,9 +187,7 @@ absl::Status RunGateway(const Config& config) {
 
   metrics::HttpEndpoint endpoint;
   if (config.metrics_port >= 0) {
-    endpoint.AddCollector([&](std::vector<prometheus::MetricFamily>* out) {
-      CollectGateway(shards, &grid, &kLatency, out);
-    });
+    endpoint.AddCollector([&](std::vector<prometheus::MetricFamily>* out) { Collect(config, shards, &grid, out); });
     endpoint.SetReadiness([&] { return !shared.draining.load(std::memory_order_relaxed); });
     absl::Status st = endpoint.Start(config.metrics_bind, static_cast<uint16_t>(config.metrics_port));
     if (!st.ok()) {
@@ -297,27 +197,26 @@ absl::Status RunGateway(const Config& config) {
     }
   }
   int admin_port = -1;
-  std::unique_ptr<AdminServer> admin;
+  std::unique_ptr<admin::AdminServer> admin_server;
   if (config.admin_port >= 0) {
-    auto* lf = dynamic_cast<local::LocalFactory*>(factory.get());
-    absl::Status st = lf == nullptr ? absl::InvalidArgumentError("--admin-port: the admin API needs --backend=local")
-                                    : absl::OkStatus();
-    if (st.ok()) {
-      admin = std::make_unique<AdminServer>(lf, config.admin_token, config.web_root);
-      st = admin->Start(config.admin_bind, static_cast<uint16_t>(config.admin_port));
-    }
+    admin::AdminOptions ao;
+    ao.token = config.admin_token;
+    ao.web_root = config.web_root;
+    ao.backend = config.backend;
+    admin_server = std::make_unique<admin::AdminServer>(factory->admin_ops(), &runner, ao);
+    absl::Status st = admin_server->Start(config.admin_bind, static_cast<uint16_t>(config.admin_port));
     if (!st.ok()) {
       shared.draining.store(true);
       for (auto& s : shards) s->Join();
       endpoint.Stop();
       return st;
     }
-    admin_port = admin->port();
+    admin_port = admin_server->port();
   }
   std::printf("longlink-gateway listening on %s:%u shards=%u metrics=%d backend=%s ring=%s admin=%d ws=%d %s\n",
               config.bind.c_str(), port, config.shards, config.metrics_port >= 0 ? endpoint.port() : -1,
               config.backend.c_str(),
-              std::string(core::RingModeName(static_cast<core::RingMode>(shards[0]->stats().ring_mode.Get()))).c_str(),
+              std::string(core::RingModeName(RingModeOf(*shards[0]))).c_str(),
               admin_port, ws_port, factory->Describe().c_str());
   std::fflush(stdout);
 
@@ -325,7 +224,7 @@ absl::Status RunGateway(const Config& config) {
   sigwait(&sigs, &sig);
   std::fprintf(stderr, "longlink-gateway: %s received, draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   shared.draining.store(true);
-  if (admin) admin->Stop();
+  if (admin_server) admin_server->Stop();
   for (auto& s : shards) s->Join();
   endpoint.Stop();
   uint64_t open = 0;

@@ -1,10 +1,16 @@
 // One gateway shard: a thread with its own io_uring, listener, buffer ring, timer wheel, connection table,
 // registry and backend instance. Everything here is touched only by the shard's thread; other shards reach
-// it through the ShardGrid.
+// it through the ShardGrid, threads outside the shards through its Mailbox.
 //
 // The path of one message: multishot accept (direct descriptor) -> Conn -> multishot recv into the buffer
-// ring -> PeekFrame splits the stream (or, on the WebSocket listener, shard_ws.cc unwraps messages) -> HandleFrame (login, heartbeat) -> backend -> Deliver on the
-// owner shard -> Enqueue into the connection's output queue -> FlushSends batches the round's sends.
+// ring -> SplitFrames cuts the stream (or, on the WebSocket listener, shard_ws.cc unwraps messages) ->
+// HandleFrame (login, heartbeat) -> backend -> DeliverLocal on the owner shard -> Enqueue into the
+// connection's output queue -> FlushSends batches the round's sends.
+//
+// The class is defined over several files, one per part of that path: shard.cc (thread, loop, completions,
+// timers, drain), shard_io.cc (accept, receive, send, close), shard_session.cc (frames, login, moving a
+// connection to its owner shard), shard_deliver.cc (pushes, kicks, cross-shard and mailbox calls) and
+// shard_ws.cc (the WebSocket transport).
 //
 // Login moves a connection to its user's owner shard (hash of the user id) by passing the direct
 // descriptor with IORING_MSG_SEND_FD, so all devices of a user, and later the user's inbox, live on one
@@ -23,6 +29,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "core/buf_ring.h"
+#include "core/mailbox.h"
 #include "core/ring.h"
 #include "core/shard_grid.h"
 #include "core/timer_wheel.h"
@@ -36,18 +43,24 @@ namespace longlink::gateway {
 
 // State shared by all shards of one gateway process, read-only after start except where noted.
 struct Shared {
+  explicit Shared(uint32_t shards) : idle(new std::atomic<bool>[shards]) {
+    for (uint32_t i = 0; i < shards; ++i) idle[i].store(false, std::memory_order_relaxed);
+  }
   const Config* config = nullptr;
   core::ShardGrid* grid = nullptr;
   BackendFactory* backend_factory = nullptr;
   std::atomic<bool> draining{false};     // set by the signal handler thread
   std::atomic<uint32_t> started{0};      // shards that finished setup
   std::atomic<uint32_t> failed{0};       // shards whose setup failed
+  // While draining, each shard publishes every round whether its backend is idle; connections close, and
+  // loops end, once every shard is (see Shard::DrainRound).
+  std::unique_ptr<std::atomic<bool>[]> idle;
 };
 
 class Shard final : public GatewayPort {
  public:
   // ws_listen_fd is -1 when --ws-port is off.
-  Shard(uint32_t id, Shared* shared, int listen_fd, int ws_listen_fd, const metrics::Buckets* latency_buckets);
+  Shard(uint32_t id, Shared* shared, int listen_fd, int ws_listen_fd);
   ~Shard() override;
 
   void Start();  // spawns the thread
@@ -55,6 +68,12 @@ class Shard final : public GatewayPort {
   const ShardStats& stats() const { return stats_; }
   const absl::Status& setup_status() const { return setup_status_; }
   uint32_t id() const { return id_; }
+  // Any thread: runs fn on this shard's thread with its backend (core/mailbox.h). False once stopped.
+  bool RunOnShard(absl::AnyInvocable<void(Backend&) &&> fn);
+  // The scrape thread: the depth of the queues into this shard, which it reads off the grid.
+  void SetQueueDepth(size_t d) { stats_.cross_shard_queue_depth.Set(static_cast<int64_t>(d)); }
+  // The scrape thread: the backend's statistics (nullptr before the shard started).
+  const Backend* backend() const { return backend_.get(); }
 
   // GatewayPort
   uint32_t shard_id() const override { return id_; }
@@ -64,10 +83,11 @@ class Shard final : public GatewayPort {
   void PushToUser(uint64_t user_id, uint32_t device_id, std::span<const uint8_t> frame) override;
   void PushToUsers(std::span<const uint64_t> user_ids, std::span<const uint8_t> frame) override;
   void Kick(uint64_t user_id, uint32_t device_id, protocol::KickReason reason, std::string_view message) override;
-  void PostToShard(uint32_t shard, const BackendMessage& m) override;
-  void ObserveBackendLatency(double seconds) override { stats_.backend_latency.Observe(seconds); }
-  void ObserveFsync(double seconds) override { stats_.fsync_latency.Observe(seconds); }
-  void SubmitFsync(int fd, uint64_t token) override;
+  void ObserveBackendLatency(double seconds) override { stats_.backend_latency_seconds.Observe(seconds); }
+  void SubmitFsync(int fd, uint32_t token) override;
+
+ protected:
+  void PostCall(uint32_t shard, uint16_t kind, const void* body, size_t size, ShardPayload* payload) override;
 
  private:
   enum Op : uint8_t {
@@ -80,9 +100,12 @@ class Shard final : public GatewayPort {
     kOpWake,
     kOpMigrateOut,
     kOpMigrateIn,
-    kOpFsync,  // user_data carries the backend's 56-bit token
+    kOpFsync,    // slot: the backend's token
+    kOpMailbox,  // the read of the mailbox's eventfd
   };
-  enum MsgKind : uint16_t { kMsgMigrate = 1, kMsgPush, kMsgPushMany, kMsgKick, kMsgBackend };
+  // Kinds of core::ShardMessage: the gateway's own (bodies in shard_deliver.cc), then backend calls
+  // (kBackendCall + the backend's kind).
+  enum MsgKind : uint16_t { kMsgMigrate = 1, kMsgPush, kMsgPushMany, kMsgKick, kBackendCall = 0x100 };
   enum TimerKind : uint32_t { kTimerSession = 0, kTimerWrite = 1 };
 
   struct OutgoingMigration {
@@ -91,10 +114,22 @@ class Shard final : public GatewayPort {
     uint32_t token;
     uint64_t start_ns;
   };
+  // A login moving here: the descriptor (msg_ring) and the login record (grid) arrive in either order.
+  struct MigrateMsg {
+    uint64_t user;
+    uint64_t start_ns;  // LOGIN received, for the login latency
+    uint32_t device;
+    uint32_t request_id;
+    uint32_t token;  // pairs the record with its descriptor
+    uint8_t platform;
+    bool websocket;
+  };
   struct PendingMigration {
     int32_t slot = -1;           // fixed-file slot on this shard once the descriptor arrived
     bool have_record = false;
-    core::ShardMessage record;
+    MigrateMsg record{};
+    Carry* carry = nullptr;  // bytes that followed LOGIN, owned by the sending shard
+    uint16_t from = 0;
   };
 
   // One listening socket (TCP longlink or WebSocket) and the state of the accept armed on it.
@@ -177,10 +212,14 @@ class Shard final : public GatewayPort {
   void MaybeFree(uint32_t id);
   void EndSession(uint32_t id);
 
+  void ArmMailbox();
+  void OnMailbox(const io_uring_cqe* cqe);
   void DeliverLocal(uint64_t user_id, uint32_t device_id, std::span<const uint8_t> frame);
   void KickLocal(uint64_t user_id, uint32_t device_id, protocol::KickReason reason, std::string_view message);
   void OnShardMessage(const core::ShardMessage& m);
   void Post(uint32_t to, core::ShardMessage m);
+  // Hands a payload that came with a message of `kind` back to the shard that allocated it.
+  void Release(uint16_t to, uint16_t kind, void* owned);
 
   void OnTimer(uint32_t timer_id);
   uint64_t NowTick() const;
@@ -188,6 +227,11 @@ class Shard final : public GatewayPort {
   Session SessionOf(uint32_t id);
 
   void StartDrain();
+  // Each round while draining: publishes whether the backend is idle, closes the connections once every
+  // shard's backend is (or the deadline passed). True when the loop may end.
+  bool DrainRound();
+  bool AllShardsIdle() const;
+  void SendGoaway(uint32_t id);
   // Only the shard's own thread may touch its state; debug builds check it at the entry points.
   void AssertOwner() const { assert(std::this_thread::get_id() == owner_); }
   // Runs every couple of seconds from the loop: cheap, bounded chores.
@@ -205,6 +249,11 @@ class Shard final : public GatewayPort {
   core::BufRing bufs_;
   core::TimerWheel wheel_;
   core::ShardOutbox outbox_;
+  core::Mailbox mailbox_;
+  absl::Status mailbox_init_;
+  uint64_t mailbox_buf_ = 0;  // the eventfd read lands here
+  bool mailbox_armed_ = false;
+  std::vector<core::Mailbox::Call> mailbox_calls_;
   ConnTable conns_;
   Registry registry_;
   std::unique_ptr<Backend> backend_;
@@ -223,10 +272,21 @@ class Shard final : public GatewayPort {
   bool accept_paused_ = false;  // fixed-file table full
   uint32_t slots_used_ = 0;          // fixed-file slots holding a descriptor
   bool draining_ = false;
+  bool drain_close_pending_ = false;  // GOAWAY sent; connections close once every backend is idle
+  bool drain_forced_ = false;         // the drain deadline passed and every connection was closed
   uint64_t drain_deadline_tick_ = 0;
   uint64_t next_housekeeping_tick_ = 0;
   uint32_t tick_ms_;
   std::vector<uint8_t> scratch_;
 };
+
+template <class Body>
+bool Shard::EnqueueFrame(uint32_t id, uint32_t request_id, const Body& body) {
+  size_t size = protocol::FrameSize(body);
+  if (size > scratch_.size()) scratch_.resize(size);
+  size_t n = protocol::Encode(request_id, body, scratch_);
+  if (n == 0) return false;
+  return Enqueue(id, {scratch_.data(), n});
+}
 
 }  // namespace longlink::gateway

@@ -1,5 +1,6 @@
-// Per-shard gateway statistics. Declared once as sorted macro lists; the collector in gateway/server.cc
-// turns each entry into a longlink_gateway_<name> family and sums the shards at scrape time.
+// Per-shard gateway statistics, declared once as sorted macro lists (metrics/stats.h). The collector in
+// gateway/server.cc exports each entry as longlink_gateway_<name>, summing the shards at scrape time
+// (per-shard gauges keep a `shard` label); ShardStats::Visit names the labels of the labelled families.
 #pragma once
 
 #include <array>
@@ -7,6 +8,7 @@
 #include <string_view>
 
 #include "metrics/metrics.h"
+#include "metrics/stats.h"
 #include "protocol/frame.h"
 
 namespace longlink::gateway {
@@ -59,16 +61,36 @@ std::string_view CloseReasonName(CloseReason r);
   C(kicks_total, "Sessions kicked (duplicate device login or by request)")                           \
   C(login_failures_total, "Login attempts rejected (bad token, malformed login, backend denial)")    \
   C(logins_total, "Successful logins")                                                               \
+  C(mailbox_calls_total, "Calls run on the shard for threads outside the shards (admin API, backend clients)") \
   C(migrations_total, "Connections moved to their user's owner shard at login")                      \
   C(slow_consumers_total, "Connections closed because their output queue passed --max-pending-bytes") \
   C(stale_completions_total, "Completions dropped because their connection was closed and reused")   \
   C(write_timeouts_total, "Connections closed because a send made no progress in time")
+
+// Gauges with one series per shard (label `shard`).
+#define LONGLINK_GATEWAY_SHARD_GAUGES(G)                                                               \
+  G(cross_shard_queue_depth, "Messages waiting in the queues into each shard (read at scrape time)")  \
+  G(draining, "1 while the shard drains (SIGTERM: GOAWAY sent, answering what it accepted)")         \
+  G(pending_send_bytes, "Bytes queued for sending, by shard")                                        \
+  G(recv_buffers, "Receive buffers in each shard's buffer ring")
+
+#define LONGLINK_GATEWAY_HISTOGRAMS(H)                                                                \
+  H(backend_latency_seconds, "Time spent in backend operations (SEND received to SEND_ACK queued)")  \
+  H(login_latency_seconds, "LOGIN received to LOGIN_ACK queued")                                     \
+  H(loop_round_seconds,                                                                              \
+    "Busy time of one shard loop round (completions, queues, timers, backend, sends); a long round "  \
+    "delays every connection of the shard")
 
 // Counters split by the connection's transport: the `transport` label ("tcp" or "ws").
 #define LONGLINK_GATEWAY_TRANSPORT_COUNTERS(C)                                                        \
   C(accepts_total, "Connections accepted")                                                           \
   C(received_bytes_total, "Bytes received from clients")                                             \
   C(sent_bytes_total, "Bytes sent to clients")
+
+// Per-shard gauges split by transport (labels `shard`, `transport`).
+#define LONGLINK_GATEWAY_TRANSPORT_SHARD_GAUGES(G)                                                    \
+  G(connections, "Open client connections, by shard and transport")                                  \
+  G(sessions, "Logged-in sessions, by shard and transport")
 
 enum class Transport : uint8_t { kTcp = 0, kWs = 1 };
 inline constexpr size_t kTransports = 2;
@@ -80,35 +102,29 @@ enum WsUpgradeResult : uint8_t { kWsUpgradeOk, kWsUpgradeEcho, kWsUpgradeBadPath
                                  kWsUpgradeParseErrorBase };
 inline constexpr size_t kWsUpgradeResults = kWsUpgradeParseErrorBase + 32;
 inline constexpr size_t kWsErrors = 32;  // room for every protocol::ws::Error value
+inline constexpr size_t kRingModes = 3;  // core::RingMode values
 
 struct ShardStats {
-#define LL_COUNTER_(name, help) metrics::Counter name;
-  LONGLINK_GATEWAY_COUNTERS(LL_COUNTER_)
-#undef LL_COUNTER_
-#define LL_COUNTER_(name, help) std::array<metrics::Counter, kTransports> name;
-  LONGLINK_GATEWAY_TRANSPORT_COUNTERS(LL_COUNTER_)
-#undef LL_COUNTER_
+  LL_STATS_FIELDS(LONGLINK_GATEWAY_COUNTERS, LONGLINK_GATEWAY_SHARD_GAUGES, LONGLINK_GATEWAY_HISTOGRAMS)
+#define LL_TRANSPORT_COUNTER_(name, help) std::array<metrics::Counter, kTransports> name;
+  LONGLINK_GATEWAY_TRANSPORT_COUNTERS(LL_TRANSPORT_COUNTER_)
+#undef LL_TRANSPORT_COUNTER_
+#define LL_TRANSPORT_GAUGE_(name, help) std::array<metrics::Gauge, kTransports> name;
+  LONGLINK_GATEWAY_TRANSPORT_SHARD_GAUGES(LL_TRANSPORT_GAUGE_)
+#undef LL_TRANSPORT_GAUGE_
+  // closes_total{reason}
   std::array<metrics::Counter, static_cast<size_t>(CloseReason::kCount)> closes;
-  // [transport][opcode]; opcode 0 collects unknown opcodes.
+  // frames_received_total / frames_sent_total{opcode, transport}: [transport][opcode]; opcode 0 collects
+  // unknown opcodes.
   std::array<std::array<metrics::Counter, protocol::kMaxOpcode + 1>, kTransports> frames_in;
   std::array<std::array<metrics::Counter, protocol::kMaxOpcode + 1>, kTransports> frames_out;
-  std::array<metrics::Counter, kWsUpgradeResults> ws_upgrades;  // by WsUpgradeResult
-  std::array<metrics::Counter, kWsErrors> ws_errors;            // by protocol::ws::Error
-  std::array<metrics::Gauge, kTransports> connections;  // accepted and not yet closed
-  std::array<metrics::Gauge, kTransports> sessions;     // logged in
-  metrics::Gauge pending_send_bytes;    // bytes in output queues
-  metrics::Gauge ring_mode;             // core::RingMode
-  metrics::Gauge recv_buffers;          // buffers handed to the kernel so far
-  metrics::Histogram login_latency;     // LOGIN received -> LOGIN_ACK queued, seconds
-  metrics::Histogram backend_latency;   // seconds
-  metrics::Histogram fsync_latency;     // one fdatasync of the backend's store, seconds
-  metrics::Histogram round_busy;        // one loop round from the wake-up to the next wait, seconds
+  std::array<metrics::Counter, kWsUpgradeResults> ws_upgrades;  // ws_upgrades_total{result}, by WsUpgradeResult
+  std::array<metrics::Counter, kWsErrors> ws_errors;            // ws_protocol_errors_total{error}
+  // ring_mode{shard, mode}: 1 in the slot of the io_uring setup mode the shard runs with (exported alone).
+  std::array<metrics::Gauge, kRingModes> ring_mode;
 
-  explicit ShardStats(const metrics::Buckets* latency_buckets)
-      : login_latency(latency_buckets),
-        backend_latency(latency_buckets),
-        fsync_latency(latency_buckets),
-        round_busy(latency_buckets) {}
+  // Every family above, in the order /metrics lists them (the rows of the lists, then the labelled ones).
+  void Visit(metrics::StatsVisitor& v) const;
 };
 
 }  // namespace longlink::gateway

@@ -23,6 +23,8 @@
 #include "loadgen/histogram.h"
 #include "loadgen/ledger.h"
 #include "loadgen/netsim.h"
+#include "loadgen/plan.h"
+#include "loadgen/vocabulary.h"
 #include "metrics/metrics.h"
 
 namespace longlink::loadgen {
@@ -33,43 +35,12 @@ struct Destination {
   std::string text;  // host:port as given
 };
 
-// At `at_ms` into the run, a cohort of `fraction` of the connected clients loses its connections at once
-// (with a FIN, or an RST when `reset`), and reconnects with backoff. Churn phases are one such event per
-// second with a random cohort each time.
-// How a client leaves when the scenario takes it down: LOGOUT then close, a plain close, or an RST.
-enum class Leave : uint8_t { kLogout, kClose, kReset };
-
-struct StormEvent {
-  uint64_t at_ms = 0;
-  double fraction = 0;
-  Leave leave = Leave::kClose;
-  bool random = false;  // a fresh random cohort (churn) rather than a fixed one chosen by client index
-};
-
-// Clients [first, first + count) connect (a join wave) or leave for good (a leave wave), starting at
-// start_ms into the run, `rate` per second in index order (0: all at once). Ramps and spikes are join
-// waves; drains and the end of a spike are leave waves. A client may leave and join again later.
-struct Wave {
-  uint32_t first = 0;
-  uint32_t count = 0;
-  uint64_t start_ms = 0;
-  double rate = 0;
-  Leave leave = Leave::kLogout;  // leave waves only
-};
-
 // `percent` of the clients (chosen by a hash of the client index and the seed) run on this network.
 struct NetShare {
   std::string name;
   double percent = 0;
   LinkParams params;
 };
-
-enum class PayloadDist : uint8_t { kFixed, kUniform, kLognormal };
-
-// How a client talks to its target: the longlink protocol over plain TCP, longlink frames carried one per
-// binary WebSocket message (subprotocol longlink.v1), or generic WebSocket echo (upgrade, WebSocket pings,
-// binary messages whose echo is timed) against any echo server.
-enum class Transport : uint8_t { kTcp, kWebSocket, kWebSocketEcho };
 
 // What the engine runs; built from a Scenario.
 struct EngineConfig {
@@ -82,10 +53,9 @@ struct EngineConfig {
   double msg_rate_per_client = 0;  // messages per second per logged-in client
   uint32_t payload_bytes = 64;     // >= 8: the intended send time travels in the payload
   uint32_t devices_per_user = 1;
-  // Whom a SEND goes to: the sender's own user, a random user, or one of the sender's groups. Targets are a
-  // function of (sender, message seq), so the ledger recomputes a message's recipients from its id.
-  enum class Targets : uint8_t { kSelf, kRandomUser, kGroups };
-  Targets message_targets = Targets::kRandomUser;
+  // Targets are a function of (sender, message seq), so the ledger recomputes a message's recipients from
+  // its id.
+  TargetSelection message_targets = TargetSelection::kRandomUser;
   // kGroups: group g (id g + 1) has members users (g * group_size + j) % users + 1 for j < group_size. The
   // first device of each member creates or joins its groups after its first login; group messages start
   // once every member has.
@@ -102,8 +72,9 @@ struct EngineConfig {
   bool sync_on_reconnect = true;
   uint64_t seed = 1;
   uint32_t max_lag_ms = 100;  // generator lag (p99) beyond which the run is invalid
+  // The plan (plan.h). When joins is empty, every client joins at connect_rate from the start.
   std::vector<StormEvent> storms;
-  std::vector<Wave> joins;   // when empty, every client joins at connect_rate from the start
+  std::vector<Wave> joins;
   std::vector<Wave> leaves;
   // Heartbeats: fixed at the server's interval, or adaptive (grow by step after `hb_successes` answered
   // PINGs in a row, up to hb_max_ms and never past 80% of the server's timeout; multiply by hb_backoff when
@@ -121,7 +92,7 @@ struct EngineConfig {
   double bg_fraction = 0;
   double bg_multiplier = 2;
   double bg_switches_per_hour = 0;
-  PayloadDist payload_dist = PayloadDist::kFixed;
+  PayloadDistribution payload_dist = PayloadDistribution::kFixed;
   uint32_t payload_min = 8;
   uint32_t payload_max = 64;
   double payload_median = 64;
@@ -164,8 +135,7 @@ class LoadShard {
   void CopyLive(Histogram* out);
 
  private:
-  struct Client;
-  class Impl;
+  class Impl;  // load_shard.h
   Engine* engine_;
   uint32_t id_;
   std::thread thread_;
@@ -191,7 +161,7 @@ class Engine {
   uint64_t start_ns() const { return start_ns_; }
   uint64_t end_ns() const { return end_ns_; }
   std::atomic<bool>& stop() { return stop_; }
-  // Random per run; carried in every payload (see kPayloadHeader in engine.cc).
+  // Random per run; carried in every payload (see kPayloadHeader in load_shard.h).
   const uint64_t& run_id() const { return run_id_; }
   // The client_msg_id on the wire: the ledger's id (sender << 32 | seq, both below 2^24) with 8 bits of
   // the run id above each half. Servers deduplicate SENDs by (user, device, client_msg_id) across

@@ -3,18 +3,23 @@
 //   longlink-loadgen --scenario=loadgen/scenarios/mobile-mix.yaml --report-json=report.json
 // Exit codes: 0 ok, 1 a threshold was violated, 2 bad flags or scenario, 3 the run is invalid because the
 // generator itself was saturated.
+#include <netinet/in.h>
+
 #include <cstdio>
 #include <fstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/time/time.h"
-#include <netinet/in.h>
 #include "core/cli.h"
 #include "loadgen/engine.h"
+#include "loadgen/plan.h"
 #include "loadgen/report.h"
 #include "loadgen/scenario.h"
 #include "metrics/http_endpoint.h"
@@ -29,18 +34,6 @@ absl::Status Unsupported(const ll::Scenario& s) {
   if (!s.auth.devices_distribution.empty())
     return absl::UnimplementedError("auth.devices_distribution: not implemented yet");
   return absl::OkStatus();
-}
-
-ll::Leave LeaveOf(ll::DropMode d) {
-  switch (d) {
-    case ll::DropMode::kLogout:
-      return ll::Leave::kLogout;
-    case ll::DropMode::kClose:
-      return ll::Leave::kClose;
-    case ll::DropMode::kReset:
-      return ll::Leave::kReset;
-  }
-  return ll::Leave::kClose;
 }
 
 uint32_t Ms(absl::Duration d) { return static_cast<uint32_t>(absl::ToInt64Milliseconds(d)); }
@@ -81,64 +74,24 @@ absl::StatusOr<ll::EngineConfig> ToEngineConfig(const ll::Scenario& s) {
   c.connect_rate = s.connect_rate;
   c.duration_ms = static_cast<uint64_t>(absl::ToInt64Milliseconds(s.duration));
   // Phases become join and leave waves over client index ranges, and storm events.
-  absl::Duration at = absl::ZeroDuration();
-  uint32_t connected = 0;
-  for (const ll::Phase& p : s.phases) {
-    const uint64_t at_ms = static_cast<uint64_t>(absl::ToInt64Milliseconds(at));
-    switch (p.kind) {
-      case ll::PhaseKind::kRamp:
-        if (p.target > connected) {
-          c.joins.push_back(ll::Wave{connected, static_cast<uint32_t>(p.target) - connected, at_ms, p.connect_rate});
-          connected = static_cast<uint32_t>(p.target);
-        }
-        break;
-      case ll::PhaseKind::kHold:
-        break;
-      case ll::PhaseKind::kSpike:
-        // Extra clients above those connected join at the spike's rate and leave together at its end.
-        c.joins.push_back(ll::Wave{connected, static_cast<uint32_t>(p.clients), at_ms, p.connect_rate});
-        c.leaves.push_back(ll::Wave{connected, static_cast<uint32_t>(p.clients),
-                                    at_ms + static_cast<uint64_t>(absl::ToInt64Milliseconds(p.duration)), 0,
-                                    ll::Leave::kLogout});
-        break;
-      case ll::PhaseKind::kDrain:
-        // The most recently joined clients leave, evenly over the phase, down to the target.
-        if (p.target < connected) {
-          uint32_t n = connected - static_cast<uint32_t>(p.target);
-          c.leaves.push_back(ll::Wave{static_cast<uint32_t>(p.target), n, at_ms,
-                                      n / std::max(0.001, absl::ToDoubleSeconds(p.duration)), LeaveOf(p.drop)});
-          connected = static_cast<uint32_t>(p.target);
-        }
-        break;
-      case ll::PhaseKind::kStorm:
-        c.storms.push_back(ll::StormEvent{at_ms, p.percent / 100.0, LeaveOf(p.drop)});
-        break;
-      case ll::PhaseKind::kChurn:
-        // Churn is a storm of percent% of the connected clients, chosen afresh, every second of the phase.
-        for (int64_t ms = 0; ms < absl::ToInt64Milliseconds(p.duration); ms += 1000) {
-          c.storms.push_back(ll::StormEvent{at_ms + static_cast<uint64_t>(ms), p.percent / 100.0, LeaveOf(p.drop),
-                                            /*random=*/true});
-        }
-        break;
-    }
-    at += p.duration;
-  }
-  if (c.joins.empty()) return absl::InvalidArgumentError("phases: no phase connects any client (add a ramp)");
+  absl::StatusOr<ll::Plan> plan = ll::CompilePlan(s);
+  if (!plan.ok()) return plan.status();
+  c.joins = std::move(plan->joins);
+  c.leaves = std::move(plan->leaves);
+  c.storms = std::move(plan->storms);
   c.msg_rate_per_client = s.messaging.rate_per_client;
   if (s.messaging.total_rate > 0 && s.clients > 0) c.msg_rate_per_client = s.messaging.total_rate / s.clients;
   const ll::Payload& pl = s.messaging.payload;
+  c.payload_dist = pl.distribution;
   switch (pl.distribution) {
     case ll::PayloadDistribution::kFixed:
-      c.payload_dist = ll::PayloadDist::kFixed;
       c.payload_min = c.payload_max = std::max<uint32_t>(16, pl.size);
       break;
     case ll::PayloadDistribution::kUniform:
-      c.payload_dist = ll::PayloadDist::kUniform;
       c.payload_min = std::max<uint32_t>(16, pl.min);
       c.payload_max = std::max<uint32_t>(c.payload_min, pl.max);
       break;
     case ll::PayloadDistribution::kLognormal:
-      c.payload_dist = ll::PayloadDist::kLognormal;
       c.payload_min = std::max<uint32_t>(16, pl.min);
       c.payload_max = std::max<uint32_t>(c.payload_min, pl.max);
       c.payload_median = pl.median;
@@ -146,18 +99,10 @@ absl::StatusOr<ll::EngineConfig> ToEngineConfig(const ll::Scenario& s) {
       break;
   }
   c.devices_per_user = std::max<uint32_t>(1, s.auth.devices_per_user);
-  switch (s.messaging.targets) {
-    case ll::TargetSelection::kSelf:
-      c.message_targets = ll::EngineConfig::Targets::kSelf;
-      break;
-    case ll::TargetSelection::kRandomUser:
-      c.message_targets = ll::EngineConfig::Targets::kRandomUser;
-      break;
-    case ll::TargetSelection::kGroups:
-      c.message_targets = ll::EngineConfig::Targets::kGroups;
-      c.group_count = s.messaging.groups.count;
-      c.group_size = s.messaging.groups.size;
-      break;
+  c.message_targets = s.messaging.targets;
+  if (s.messaging.targets == ll::TargetSelection::kGroups) {
+    c.group_count = s.messaging.groups.count;
+    c.group_size = s.messaging.groups.size;
   }
   c.auth_token = s.auth.mode == ll::AuthMode::kToken;
   if (c.auth_token) {
@@ -186,17 +131,7 @@ absl::StatusOr<ll::EngineConfig> ToEngineConfig(const ll::Scenario& s) {
     if (share.percent <= 0) continue;
     c.network.push_back(ll::NetShare{share.name, share.percent, ll::LinkParams::From(share.params)});
   }
-  switch (s.target.protocol) {
-    case ll::Protocol::kLongLink:
-      c.transport = ll::Transport::kTcp;
-      break;
-    case ll::Protocol::kWebSocket:
-      c.transport = ll::Transport::kWebSocket;
-      break;
-    case ll::Protocol::kWebSocketEcho:
-      c.transport = ll::Transport::kWebSocketEcho;
-      break;
-  }
+  c.transport = s.target.protocol;
   c.ws_path = s.target.ws_path;
   c.ws_ping_ms = Ms(s.target.ws_ping_interval);
   c.seed = s.seed;
@@ -211,6 +146,11 @@ int main(int argc, char** argv) {
       "  longlink-loadgen --target=HOST:PORT[,HOST:PORT...] --clients=N --connect-rate=R --duration=30s --rate=M\n"
       "  longlink-loadgen --scenario=FILE.yaml [overriding flags]\n"
       "Exit codes: 0 ok, 1 threshold violated, 2 bad flags or scenario, 3 generator saturated (run invalid).");
+  // --help lists the loadgen's own flags (--helpfull adds Abseil's).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) { return absl::StrContains(file, "loadgen/"); };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   longlink::core::NormalizeFlagDashes(argc, argv);
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {

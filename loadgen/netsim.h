@@ -6,7 +6,7 @@
 // downlink the same way before the client parses them. Each direction stays in order, as TCP would keep
 // it: a byte is never released before one written earlier. A link whose NAT mapping expired (no byte in
 // either direction for nat_idle) black-holes everything from then on without telling anyone, and a
-// half-open ("zombie") link does the same on purpose. The engine (engine.cc) turns the remaining events,
+// half-open ("zombie") link does the same on purpose. The engine (workload.cc) turns the remaining events,
 // flaps and zombies, into actions on the connection.
 //
 // Everything here is a pure function of the times passed in and the seed, so tests drive it with a

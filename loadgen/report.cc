@@ -305,7 +305,7 @@ std::string RenderText(const Report& r, const Scenario& s) {
         m.at("flaps"), m.at("stalls"), m.at("nat_blackholes"), m.at("zombies"), m.at("zombies_reaped"),
         m.at("zombies_unreaped"));
   }
-  if (s.target.protocol == Protocol::kWebSocketEcho) {
+  if (s.target.protocol == Transport::kWebSocketEcho) {
     o << absl::StrFormat("  echo          %.0f messages sent, %.0f echoed back\n", m.at("echo_sent"), m.at("echo_received"));
   }
   o << absl::StrFormat(

@@ -24,6 +24,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "loadgen/vocabulary.h"
 
 namespace longlink::loadgen {
 
@@ -35,18 +36,10 @@ enum ExitCode : int {
   kExitSaturated = 3,           // the generator itself fell behind, so its figures say nothing about the gateway
 };
 
-// kLongLink: longlink frames over TCP; kWebSocket: one longlink frame per binary WebSocket message
-// (subprotocol longlink.v1); kWebSocketEcho: generic WebSocket echo against any echo server.
-enum class Protocol : uint8_t { kLongLink, kWebSocket, kWebSocketEcho };
+// Transport, Leave, TargetSelection and PayloadDistribution, which the engine shares, are in vocabulary.h.
 enum class AuthMode : uint8_t { kNone, kToken };
 enum class PhaseKind : uint8_t { kRamp, kHold, kSpike, kChurn, kStorm, kDrain };
-// How a phase takes a connection down: LOGOUT then close, a plain close (FIN, no LOGOUT), or an RST.
-enum class DropMode : uint8_t { kLogout, kClose, kReset };
 enum class HeartbeatMode : uint8_t { kFixed, kAdaptive };
-// Whom a message is sent to: the sender's own user (what the echo backend delivers), a random user, or a
-// random group the sender belongs to.
-enum class TargetSelection : uint8_t { kSelf, kRandomUser, kGroups };
-enum class PayloadDistribution : uint8_t { kFixed, kUniform, kLognormal };
 enum class Comparison : uint8_t { kLess, kLessEqual, kGreater, kGreaterEqual, kEqual, kNotEqual };
 
 struct Endpoint {
@@ -58,8 +51,8 @@ struct Endpoint {
 struct Target {
   std::vector<Endpoint> addresses;            // connections are spread over these, round robin
   std::vector<std::string> source_addresses;  // numeric; bound with IP_BIND_ADDRESS_NO_PORT; empty: kernel picks
-  Protocol protocol = Protocol::kLongLink;
-  std::string ws_path = "/";                           // ws, ws-echo: the request path of the upgrade
+  Transport protocol = Transport::kTcp;       // spelled longlink, ws or ws-echo
+  std::string ws_path = "/";                  // ws, ws-echo: the request path of the upgrade
   absl::Duration ws_ping_interval = absl::Seconds(30);  // ws-echo: WebSocket pings this often
   friend bool operator==(const Target&, const Target&) = default;
 };
@@ -87,12 +80,12 @@ struct Phase {
   PhaseKind kind = PhaseKind::kHold;
   std::string name;  // optional label for live lines and the report
   absl::Duration duration = absl::ZeroDuration();
-  uint64_t target = 0;               // ramp: clients connected at the end; drain: clients left connected at the end
-  double connect_rate = 0;           // ramp, spike: new connections per second
-  uint64_t clients = 0;              // spike: clients that connect on top of those connected, and leave at the end
-  double percent = 0;                // churn: % of connected clients dropped and reconnected per second;
-                                     // storm: % of connected clients dropped at once at the start of the phase
-  DropMode drop = DropMode::kClose;  // churn (default close), storm (default reset), drain (default logout)
+  uint64_t target = 0;         // ramp: clients connected at the end; drain: clients left connected at the end
+  double connect_rate = 0;     // ramp, spike: new connections per second
+  uint64_t clients = 0;        // spike: clients that connect on top of those connected, and leave at the end
+  double percent = 0;          // churn: % of connected clients dropped and reconnected per second;
+                               // storm: % of connected clients dropped at once at the start of the phase
+  Leave drop = Leave::kClose;  // churn (default close), storm (default reset), drain (default logout)
   friend bool operator==(const Phase&, const Phase&) = default;
 };
 

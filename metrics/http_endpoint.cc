@@ -24,6 +24,7 @@ std::string HttpEndpoint::Render() const {
 
 absl::Status HttpEndpoint::Start(const std::string& bind, uint16_t port) {
   server_ = std::make_unique<httplib::Server>();
+  server_->set_tcp_nodelay(true);  // headers and body go out as two writes; see gateway/admin/admin_server.cc
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(Render(), "text/plain; version=0.0.4; charset=utf-8");
   });
@@ -102,16 +103,6 @@ void AddHistogram(prometheus::MetricFamily* f, const std::vector<double>& bounds
   m.histogram.sample_count = cumulative;
   m.histogram.sample_sum = sum;
   f->metric.push_back(std::move(m));
-}
-
-uint64_t ProcessResidentBytes() {
-  FILE* f = std::fopen("/proc/self/statm", "r");
-  if (f == nullptr) return 0;
-  unsigned long size = 0, resident = 0;
-  int n = std::fscanf(f, "%lu %lu", &size, &resident);
-  std::fclose(f);
-  if (n != 2) return 0;
-  return static_cast<uint64_t>(resident) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
 }
 
 }  // namespace longlink::metrics

@@ -57,7 +57,4 @@ void AddHistogram(prometheus::MetricFamily* f, const std::vector<double>& bounds
                   const std::vector<uint64_t>& counts, double sum,
                   std::vector<prometheus::ClientMetric::Label> labels = {});
 
-// Resident and virtual memory of this process, from /proc/self/statm.
-uint64_t ProcessResidentBytes();
-
 }  // namespace longlink::metrics

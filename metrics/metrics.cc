@@ -14,6 +14,11 @@ Buckets Buckets::Exponential(double start, double factor, int count) {
   return b;
 }
 
+const Buckets& LatencyBuckets() {
+  static const Buckets kBuckets = Buckets::Exponential(0.00001, 2, 22);
+  return kBuckets;
+}
+
 Histogram::Histogram(const Buckets* buckets)
     : buckets_(buckets), counts_(new Counter[buckets->upper_bounds.size() + 1]) {}
 

@@ -17,6 +17,8 @@ class Counter {
  public:
   void Inc(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
   uint64_t Get() const { return v_.load(std::memory_order_relaxed); }
+  // For a count kept elsewhere (a library's own statistics): copies its current value.
+  void Mirror(uint64_t v) { v_.store(v, std::memory_order_relaxed); }
 
  private:
   std::atomic<uint64_t> v_{0};
@@ -39,8 +41,12 @@ struct Buckets {
   static Buckets Exponential(double start, double factor, int count);
 };
 
+// The buckets of every latency histogram: 10 us doubling up to about 21 s.
+const Buckets& LatencyBuckets();
+
 class Histogram {
  public:
+  Histogram() : Histogram(&LatencyBuckets()) {}
   explicit Histogram(const Buckets* buckets);
   void Observe(double v);
   const Buckets& buckets() const { return *buckets_; }

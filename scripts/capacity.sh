@@ -58,7 +58,7 @@ echo "$gw_line"
 slab_kib() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
 rss_bytes() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status"; }
 
-rss0=$(metric longlink_gateway_process_resident_memory_bytes)
+rss0=$(metric process_resident_memory_bytes)
 slab0=$(slab_kib)
 tlist=$(for i in $(seq 1 "$targets"); do printf "127.0.%d.%d:%s," $(( i / 250 )) $(( i % 250 + 1 )) "$port"; done)
 ramp=$(( (clients + rate - 1) / rate ))
@@ -88,7 +88,7 @@ lg_cpu0=$(cpu_ticks "$lg_pid")
 # Sample the gateway during the hold, once everyone should be logged in.
 sleep $(( ramp + hold / 2 ))
 sessions=$(metric longlink_gateway_sessions)
-rss1=$(metric longlink_gateway_process_resident_memory_bytes)
+rss1=$(metric process_resident_memory_bytes)
 slab1=$(slab_kib)
 gw_cpu1=$(cpu_ticks "$gw_pid")
 lg_rss1=$(rss_bytes "$lg_pid")

@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(build-essential cmake ninja-build pkg-config python3
       liburing-dev libmimalloc-dev libabsl-dev prometheus-cpp-dev libgtest-dev libbenchmark-dev
-      libssl-dev libcpp-httplib-dev libyaml-cpp-dev python3-websockets "$@")
+      libssl-dev libcpp-httplib-dev libyaml-cpp-dev nlohmann-json3-dev python3-websockets prometheus "$@")
 # Optional test dependencies: the browser test (tests/integration/test_web_chat.py) drives headless Chromium
 # with Selenium and skips, saying why, when they are missing. A failure to install them is only a warning.
 optional=(chromium chromium-driver python3-selenium)
@@ -35,7 +35,18 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq >/dev/null
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The prometheus package (for promtool and the tests' own Prometheus) would start a server on :9090 where
+  # an init system runs; tests start their own on loopback ports, so package installs start no service.
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    guard=1
+  fi
+  status=0
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+  if [ -n "$guard" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+  [ "$status" = 0 ] || exit "$status"
 fi
 if [ ${#missing_optional[@]} -gt 0 ]; then
   echo "installing (optional, for tests): ${missing_optional[*]}" >&2

@@ -79,9 +79,9 @@ lg_pid=$!
 # CPU over the middle of the hold: from 2 s after the ramp to 3 s before the end.
 window=$((seconds - 8))
 sleep 5
-g0=$(cpu_ticks "$gw_pid"); l0=$(cpu_ticks "$lg_pid"); s0=$(metric longlink_gateway_fsync_seconds_count)
+g0=$(cpu_ticks "$gw_pid"); l0=$(cpu_ticks "$lg_pid"); s0=$(metric longlink_backend_local_fsync_seconds_count)
 sleep "$window"
-g1=$(cpu_ticks "$gw_pid"); l1=$(cpu_ticks "$lg_pid"); s1=$(metric longlink_gateway_fsync_seconds_count)
+g1=$(cpu_ticks "$gw_pid"); l1=$(cpu_ticks "$lg_pid"); s1=$(metric longlink_backend_local_fsync_seconds_count)
 rc=0
 wait "$lg_pid" || rc=$?
 [ -s "$work/report.json" ] || { echo "the loadgen wrote no report (exit $rc):" >&2; cat "$work/lg.err" >&2; exit 1; }

@@ -3,9 +3,9 @@
 
 #include <string>
 
-#include "gateway/auth/token.h"
+#include "protocol/token.h"
 
-namespace longlink::auth {
+namespace longlink::protocol {
 namespace {
 
 constexpr std::string_view kSecret = "0123456789abcdef0123456789abcdef";
@@ -49,4 +49,4 @@ void BM_Mint(benchmark::State& state) {
 BENCHMARK(BM_Mint);
 
 }  // namespace
-}  // namespace longlink::auth
+}  // namespace longlink::protocol

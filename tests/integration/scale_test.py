@@ -156,7 +156,7 @@ def main():
     ok = True
     try:
         time.sleep(0.3)
-        rss0 = gw.metric("longlink_gateway_process_resident_memory_bytes")
+        rss0 = gw.metric("process_resident_memory_bytes")
         q = mp.Queue()
         go = mp.Event()
         procs = []
@@ -180,7 +180,7 @@ def main():
                 ok = False
             time.sleep(args.settle)
             steps.append((gw.metric("longlink_gateway_sessions"),
-                          gw.metric("longlink_gateway_process_resident_memory_bytes")))
+                          gw.metric("process_resident_memory_bytes")))
         login_secs = time.monotonic() - t0
         sessions = gw.metric("longlink_gateway_sessions")
         rss1 = steps[-1][1]

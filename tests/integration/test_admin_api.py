@@ -1,7 +1,9 @@
 """The admin HTTP API of the local backend: push to users and groups, kick, online query, groups, stats,
 the bearer token and error answers."""
 import base64
+import json
 import unittest
+import urllib.error
 import urllib.request
 
 import llclient as ll
@@ -113,11 +115,45 @@ class AdminApiTest(GatewayTestCase):
                 status, got = self.api(method, path, body)
                 self.assertEqual(status, want, got)
                 self.assertIn("error", got)
-        req = urllib.request.Request("http://127.0.0.1:%d/v1/push" % self.gw.admin_port, data=b"{not json",
-                                     method="POST", headers={"Authorization": "Bearer " + TOKEN})
+        url = "http://127.0.0.1:%d/v1/push" % self.gw.admin_port
+        auth = {"Authorization": "Bearer " + TOKEN}
+        req = urllib.request.Request(url, data=b"{not json", method="POST",
+                                     headers=dict(auth, **{"Content-Type": "application/json"}))
         with self.assertRaises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=5)
         self.assertEqual(e.exception.code, 400)
+        self.assertIn("invalid JSON", json.loads(e.exception.read())["error"])
+        # Too deep, and a body that is not an object.
+        for body, why in ((b"[" * 40 + b"]" * 40, "deeper"), (b"[1,2]", "object")):
+            req = urllib.request.Request(url, data=body, method="POST",
+                                         headers=dict(auth, **{"Content-Type": "application/json"}))
+            with self.assertRaises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(req, timeout=5)
+            self.assertEqual(e.exception.code, 400)
+            self.assertIn(why, json.loads(e.exception.read())["error"])
+
+    def test_only_json_from_the_same_origin(self):
+        """A web page elsewhere cannot drive the API: a body must be application/json (a cross-site form or
+        text/plain fetch cannot send that without a preflight), and a browser's cross-origin request is
+        refused whatever it carries."""
+        url = "http://127.0.0.1:%d/v1/kick" % self.gw.admin_port
+        body = json.dumps({"user": 5}).encode()
+        auth = {"Authorization": "Bearer " + TOKEN}
+        for headers, want in (({"Content-Type": "text/plain"}, 415),
+                              ({}, 415),
+                              ({"Content-Type": "application/json", "Origin": "http://evil.example"}, 403),
+                              ({"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}, 403),
+                              ({"Content-Type": "application/json; charset=utf-8"}, 200),
+                              ({"Content-Type": "application/json",
+                                "Origin": "http://127.0.0.1:%d" % self.gw.admin_port}, 200)):
+            with self.subTest(headers=headers):
+                req = urllib.request.Request(url, data=body, method="POST", headers=dict(auth, **headers))
+                try:
+                    with urllib.request.urlopen(req, timeout=5) as r:
+                        status = r.status
+                except urllib.error.HTTPError as e:
+                    status = e.code
+                self.assertEqual(status, want)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,16 @@ class BadFlagsTest(unittest.TestCase):
         self.assertNotIn("listening", out.stdout)
         self.assertTrue(any(n in out.stderr for n in names), "%r not named in: %s" % (names, out.stderr))
 
+    def test_help_lists_the_gateway_and_every_backend_flag(self):
+        out = subprocess.run([ll.gateway_binary(), "--help"], capture_output=True, text=True, timeout=10)
+        text = out.stdout + out.stderr
+        # The gateway's own, the registry's, and each backend's (defined in its own folder).
+        for flag in ("--port", "--shards", "--admin_port", "--ws_port", "--backend", "--data_dir", "--fsync",
+                     "--fsync_interval_ms", "--retention", "--max_inbox", "--idempotency_window", "--segment_bytes"):
+            self.assertIn(flag + " ", text, flag)
+        self.assertIn("gateway/backend/local/local_config.cc", text)
+        self.assertNotIn("--flagfile", text, "Abseil's own flags belong to --helpfull")
+
     def test_each_bad_flag_is_named(self):
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         cases = [

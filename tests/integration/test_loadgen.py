@@ -577,11 +577,11 @@ class LoadgenSyncBudgetTest(unittest.TestCase):
                 with open(path, "w") as f:
                     f.write(GROUPS.format(port=gw.port, targets="random_user")
                             .replace("  groups: {count: 20, size: 30}\n", ""))
-                before = gw.snapshot().get("longlink_gateway_fsync_seconds_count")
+                before = gw.snapshot().get("longlink_backend_local_fsync_seconds_count")
                 start = time.monotonic()
                 r = run_loadgen("--scenario=" + path, "--report-json=" + os.path.join(tmp, "r.json"), "--shards=2")
                 elapsed = time.monotonic() - start
-                syncs = gw.snapshot().get("longlink_gateway_fsync_seconds_count") - before
+                syncs = gw.snapshot().get("longlink_backend_local_fsync_seconds_count") - before
                 with open(os.path.join(tmp, "r.json")) as f:
                     rep = json.load(f)
             check_clean_ledger(self, r, rep)
@@ -594,7 +594,7 @@ class LoadgenSyncBudgetTest(unittest.TestCase):
             self.assertEqual(status, 200, stats)
             self.assertGreater(sum(s["fsync_waits"] for s in stats["shards"]), 0, stats)
             self.assertEqual(sum(s["fsyncs"] for s in stats["shards"]), gw.snapshot().get(
-                "longlink_gateway_fsync_seconds_count"))
+                "longlink_backend_local_fsync_seconds_count"))
         finally:
             self.assertEqual(gw.terminate(), 0, gw.stderr_text)
 

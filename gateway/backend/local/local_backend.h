@@ -5,86 +5,159 @@
 // owner shard, where its connections already are; everything about a group (members) on the group's
 // owner shard. A SEND is handled on the sender's shard (the origin): it stores the message in the inboxes
 // of the recipients on that shard (the sender's own included) with one record, and once that record is
-// durable posts one DELIVER per other shard holding recipients (group fan-out in chunks). Each recipient
+// durable calls DELIVER on every other shard holding recipients (group fan-out in chunks). Each recipient
 // shard stores one record for its users and, once durable, pushes and answers DONE. SEND_ACK goes out
 // when every record is durable. docs/architecture.md ("The local backend") has the whole design.
+//
+// LocalBackend is one shard's instance; its methods are spread over files by concern:
+//   local_backend.cc  login, disconnect, SYNC, PUSH_ACK, tick, drain, statistics
+//   send_pipeline.cc  SEND -> origin record -> DELIVER -> DONE -> SEND_ACK, and the re-drive at start
+//   group_commit.cc   writing the batch and making it durable (fsync policies), then acting on it
+//   groups.cc         group membership on the group's owner shard
+//   presence.cc       subscriptions and online/offline events
+//   admin_ops.cc      the admin API's operations (AdminOps)
 #pragma once
 
 #include <cstdint>
-#include <functional>
+#include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
-#include "absl/status/statusor.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/functional/any_invocable.h"
+#include "gateway/backend/admin_ops.h"
 #include "gateway/backend/backend.h"
+#include "gateway/backend/local/data_dir.h"
+#include "gateway/backend/local/local_config.h"
 #include "gateway/backend/local/store.h"
 #include "gateway/backend/local/sync_pacer.h"
-#include "gateway/config.h"
 
 namespace longlink::gateway::local {
 
-class LocalBackend;
+class LocalAdminOps;
 
-// Work for one shard from another thread (the admin API). Runs on the shard thread in its next tick.
-using ShardCall = std::function<void(LocalBackend&)>;
-
-// The process-wide part: the data directory (format marker, boot epoch) and a mailbox per shard.
+// The process-wide part: the options, the data directory (format, lock, boot epoch) and the sync pacer.
 class LocalFactory final : public BackendFactory {
  public:
-  // Checks and prepares --data-dir: creates it, refuses another format version, bumps the boot epoch.
-  static absl::StatusOr<std::unique_ptr<LocalFactory>> Create(const Config& config);
+  explicit LocalFactory(LocalOptions options);
+  ~LocalFactory() override;
 
+  // Prepares --data-dir (creates it, refuses another format version or shard count, bumps the epoch).
+  absl::Status Open(ShardRunner* runner) override;
   std::unique_ptr<Backend> ForShard(GatewayPort* port) override;
   std::string Describe() const override;
+  AdminOps* admin_ops() override;
 
-  // Queues `call` for shard `shard` (thread-safe).
-  void RunOnShard(uint32_t shard, ShardCall call);
-  uint32_t shards() const { return shards_; }
-  uint16_t epoch() const { return epoch_; }
-  const Config& config() const { return config_; }
+  const LocalOptions& options() const { return options_; }
+  uint16_t epoch() const { return dir_->epoch(); }
   // Shared by the shards' group commits (--fsync=batch): one per interval per core.
   SyncPacer& sync_pacer() { return sync_pacer_; }
 
  private:
-  friend class LocalBackend;
-  struct Mailbox {
-    std::mutex mu;
-    std::vector<ShardCall> calls;
-  };
-  LocalFactory(const Config& config, uint16_t epoch, int lock_fd);
-
- public:
-  ~LocalFactory() override;
-
- private:
-  Config config_;
-  int lock_fd_;  // holds the data directory's LOCK (flock) while the factory lives
-  uint16_t epoch_;
-  uint32_t shards_;
-  std::vector<std::unique_ptr<Mailbox>> mailboxes_;
+  LocalOptions options_;
+  std::unique_ptr<DataDir> dir_;
   SyncPacer sync_pacer_;
+  std::unique_ptr<LocalAdminOps> admin_;
 };
 
-// Per-shard counters, read on the shard thread (admin /v1/stats gathers them).
+// Per-shard statistics, exported as longlink_backend_local_<name> and in /v1/stats.
+#define LONGLINK_LOCAL_COUNTERS(C)                                                                    \
+  C(duplicate_sends_total, "SENDs answered from the idempotency map (retries)")                      \
+  C(entries_evicted_total, "Inbox entries dropped past --max-inbox")                                 \
+  C(entries_expired_total, "Inbox entries dropped past --retention")                                 \
+  C(fsync_waits_total, "Group commits put off because the process's sync budget was spent")          \
+  C(fsyncs_total, "fdatasync calls on the message log")                                              \
+  C(inbox_entries_total, "(message, user) pairs stored")                                             \
+  C(presence_events_total, "PRESENCE events sent to subscribers")                                    \
+  C(pushes_total, "PUSH frames queued live")                                                         \
+  C(records_total, "Message records appended to the log")                                            \
+  C(redrive_duplicates_total, "Re-driven DELIVERs found already stored (answered without storing)")  \
+  C(redriven_total, "Unfinished messages re-driven after a restart")                                 \
+  C(segments_deleted_total, "Log segments deleted by compaction")                                    \
+  C(sends_total, "SENDs accepted as new messages")                                                   \
+  C(snapshots_total, "Snapshots written at segment starts")                                          \
+  C(sync_pushes_total, "PUSH frames sent in answer to SYNC")                                         \
+  C(syncs_total, "SYNC requests answered")
+
+#define LONGLINK_LOCAL_GAUGES(G)                                                                      \
+  G(groups, "Groups owned by the shard")                                                             \
+  G(idempotency_entries, "SENDs remembered for retries (--idempotency-window)")                      \
+  G(inflight_messages, "Messages accepted and not yet stored everywhere")                            \
+  G(log_unsynced_bytes, "Bytes appended to the log and not yet durable")                             \
+  G(online_users, "Users with at least one device online")                                           \
+  G(segments, "Log segments on disk")                                                                \
+  G(storage_failed, "1 after a write or fsync of the log failed: new messages are refused")          \
+  G(users, "Users with an inbox")
+
+#define LONGLINK_LOCAL_HISTOGRAMS(H) H(fsync_seconds, "Duration of one fdatasync of the message log")
+
 struct LocalStats {
-  uint64_t sends = 0;             // SENDs accepted (new messages)
-  uint64_t duplicate_sends = 0;   // SENDs answered from the idempotency map
-  uint64_t records = 0;           // message records appended
-  uint64_t inbox_entries = 0;     // (message, user) pairs stored
-  uint64_t pushes = 0;            // PUSH frames queued (live)
-  uint64_t sync_pushes = 0;       // PUSH frames sent in answer to SYNC
-  uint64_t syncs = 0;
-  uint64_t fsyncs = 0;
-  uint64_t fsync_waits = 0;       // group commits put off because the process's sync budget was spent
-  uint64_t redriven = 0;          // unfinished messages re-driven at start
-  uint64_t redrive_duplicates = 0;
-  uint64_t presence_events = 0;
+  LL_STATS_FIELDS(LONGLINK_LOCAL_COUNTERS, LONGLINK_LOCAL_GAUGES, LONGLINK_LOCAL_HISTOGRAMS)
+  void Visit(metrics::StatsVisitor& v) const {
+    LL_STATS_VISIT(LONGLINK_LOCAL_COUNTERS, LONGLINK_LOCAL_GAUGES, LONGLINK_LOCAL_HISTOGRAMS)
+  }
 };
 
-// The admin API's view of one shard's backend. Every method runs on the shard thread (via RunOnShard);
-// `done` callbacks are called on a shard thread too, exactly once.
+// The bodies of this backend's cross-shard calls (GatewayPort::Call), one per kind.
+struct DeliverCall {  // payload DeliverPayload: store for these users, then DONE
+  static constexpr uint16_t kKind = 1;
+  uint64_t server_msg_id;
+};
+struct DoneCall {  // the recipient shard's record is durable
+  static constexpr uint16_t kKind = 2;
+  uint64_t server_msg_id;
+};
+struct GroupLookupCall {  // to the group's owner: answer GroupMembersCall with the members
+  static constexpr uint16_t kKind = 3;
+  uint64_t group;
+  uint64_t sender;  // checked for membership; 0: no check (admin push, re-drive)
+  uint64_t server_msg_id;
+};
+struct GroupMembersCall {  // payload MembersPayload (when status is 0)
+  static constexpr uint16_t kKind = 4;
+  uint64_t server_msg_id;
+  uint16_t status;  // protocol::SendStatus
+};
+struct GroupOpCall {  // a client's GROUP_CREATE / JOIN / LEAVE, on the group's owner
+  static constexpr uint16_t kKind = 5;
+  uint64_t group;
+  uint64_t user;
+  uint32_t device;
+  uint32_t request_id;
+  uint8_t op;  // GroupOp
+};
+struct GroupMembersPageCall {  // a client's GROUP_MEMBERS, on the group's owner
+  static constexpr uint16_t kKind = 6;
+  uint64_t group;
+  uint64_t user;
+  uint64_t after;
+  uint32_t device;
+  uint32_t request_id;
+};
+struct PresenceCall {  // (un)subscribe `subscriber` to `watched`, on the watched user's owner
+  static constexpr uint16_t kKind = 7;
+  uint64_t watched;
+  uint64_t subscriber;
+  uint32_t device;
+  uint32_t request_id;
+  bool subscribe;
+};
+struct RedriveDoneCall {  // the caller finished re-driving its unfinished messages
+  static constexpr uint16_t kKind = 8;
+};
+
+struct DeliverPayload final : ShardPayload {
+  MsgHeader h;
+  std::vector<uint8_t> payload;
+  std::vector<uint64_t> users;
+};
+struct MembersPayload final : ShardPayload {
+  std::vector<uint64_t> members;
+};
+
 class LocalBackend final : public Backend {
  public:
   LocalBackend(LocalFactory* factory, GatewayPort* port);
@@ -97,33 +170,166 @@ class LocalBackend final : public Backend {
   void OnPushAck(const Session& s, const protocol::PushAckBody& body) override;
   FrameVerdict OnFrame(const Session& s, const protocol::Header& h, std::span<const uint8_t> body) override;
   void OnDisconnect(const Session& s) override;
-  void OnShardMessage(const BackendMessage& m) override;
-  void ReleaseShardPayload(void* ptr) override;
+  void OnShardCall(const ShardCall& call) override;
   void OnTick(uint64_t now_ms) override;
   uint64_t MaxWaitNs(uint64_t now_ns) override;
-  void OnFsyncDone(uint64_t token, int res) override;
+  void OnFsyncDone(uint32_t token, int res) override;
+  void OnDrain() override;
+  bool Idle() const override;
   void OnStop() override;
+  void VisitStats(metrics::StatsVisitor& v) const override { stats_.Visit(v); }
+  void RefreshStats() override;
 
-  // ---- admin (shard thread) ----
-  // Stores and pushes a message from user 0 to users (on this shard's initiative) or to a group;
-  // done(status, server_msg_id) once stored durably everywhere (status: protocol::SendStatus).
-  void AdminPush(std::vector<uint64_t> users, uint64_t group, std::vector<uint8_t> payload,
-                 std::function<void(uint16_t, uint64_t)> done);
-  // Group operations on the group's owner shard; done(status: protocol::GroupStatus) after durable.
-  void AdminGroupOp(uint8_t op, uint64_t group, uint64_t user, std::function<void(uint16_t)> done);
-  void AdminGroupMembers(uint64_t group, std::function<void(uint16_t, std::vector<uint64_t>)> done);
-  // JSON object describing a user whose owner shard this is.
-  std::string AdminUserJson(uint64_t user) const;
+  // ---- admin (shard thread; admin_ops.cc) ----
+  // Stores and pushes a message from user 0 to users (on this shard's initiative) or to a group; done
+  // once stored durably everywhere.
+  void PushFromAdmin(AdminPush push, AdminDone<uint64_t> done);
+  // One group change on the group's owner shard; done(status: protocol::GroupStatus) once durable.
+  void GroupOpFromAdmin(uint8_t op, uint64_t group, uint64_t user, absl::AnyInvocable<void(uint16_t) &&> done);
+  // The members of a group this shard owns (nullptr: no such group).
+  const absl::btree_set<uint64_t>* GroupMembers(uint64_t group) const { return store_.Members(group); }
+  // A user whose owner shard this is.
+  AdminUser UserInfo(uint64_t user) const;
   // Kicks a user's devices (device 0: all); returns how many sessions it found.
-  size_t AdminKick(uint64_t user, uint32_t device);
-  const LocalStats& stats() const;
-  const LocalStore& store() const;
-  size_t online_users() const;
-  uint32_t shard_id() const;
+  uint64_t KickFromAdmin(uint64_t user, uint32_t device);
+
+  const LocalStats& stats() const { return stats_; }
+  const LocalStore& store() const { return store_; }
+  uint32_t shard_id() const { return self_; }
 
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  struct Waiter {
+    ConnRef conn;
+    uint32_t request_id;
+  };
+  // A message that originated here and is not yet stored everywhere.
+  struct Inflight {
+    IdemKey key{0, 0, 0};
+    uint64_t time_ms = 0;
+    uint64_t start_ns = 0;
+    uint32_t remaining = 0;  // DONEs still expected
+    bool stored = false;     // the origin record is appended
+    bool redrive = false;
+    uint8_t conv_kind = 0;
+    uint64_t target = 0;
+    absl::InlinedVector<Waiter, 1> waiters;
+    std::vector<uint64_t> remote;  // recipients on other shards, until the DELIVERs go out
+    // Group SEND: the payload until the members arrive. Re-drive, or a stored message waiting for other
+    // shards: the origin record.
+    std::vector<uint8_t> pending;
+    AdminDone<uint64_t> admin_done;
+  };
+  enum ActKind : uint8_t { kActOrigin, kActForeign, kActGroupReply };
+  // Something to do once the log is durable up to `end`, in log order.
+  struct Action {
+    uint64_t end;
+    uint64_t lsn;
+    uint32_t size;
+    LogPos pos;
+    ActKind kind;
+    uint32_t origin;
+    uint64_t id;
+  };
+  struct GroupReply {
+    uint64_t user;
+    uint32_t device;
+    uint32_t request_id;
+    uint64_t group;
+    uint16_t status;
+    absl::AnyInvocable<void(uint16_t) &&> admin_done;
+  };
+  struct DeviceSession {
+    uint32_t device;
+    uint8_t platform;
+    ConnRef conn;
+    uint64_t since_ms;
+  };
+
+  // ---- helpers (local_backend.cc) ----
+  uint64_t NewId();
+  uint32_t Owner(uint64_t id) const { return port_->OwnerShard(id); }
+  template <class Body>
+  std::span<const uint8_t> Encode(uint32_t request_id, const Body& b);
+  void SendAck(const ConnRef& conn, uint32_t request_id, uint64_t cmid, uint16_t status, uint64_t id,
+               uint64_t time_ms);
+  void Fail(const absl::Status& st);
+
+  // ---- send pipeline (send_pipeline.cc) ----
+  void StoreOrigin(uint64_t id, Inflight& f, const MsgHeader& hdr, std::span<const uint8_t> payload,
+                   std::span<const uint64_t> local, std::vector<uint64_t> remote, bool record_remote);
+  size_t IndexAndPush(const MsgView& m, LogPos pos, bool push_now = true);
+  size_t Push(const MsgView& m);
+  static uint64_t ConvId(const MsgHeader& h, uint64_t inbox_owner);
+  void PostDelivers(uint64_t id, Inflight& f, const MsgView& m);
+  void Finish(uint64_t id);
+  void FailSend(uint64_t id, uint16_t status);
+  MsgHeader Header(const Inflight& f, uint64_t id) const;
+  void OnDeliver(const ShardCall& call, const DeliverCall& d);
+  void OnMembers(const GroupMembersCall& c, MembersPayload* p);
+  void Redrive();
+  void BroadcastRedriveDone();
+
+  // ---- group commit (group_commit.cc) ----
+  void Flush();
+  void StartFsync(uint64_t now_ns);
+  void ProcessDurable();
+
+  // ---- groups (groups.cc) ----
+  FrameVerdict OnGroupFrame(const Session& s, const protocol::Header& h, std::span<const uint8_t> body);
+  void OnLookup(uint32_t from, const GroupLookupCall& c);
+  void OnGroupOp(const GroupOpCall& c);
+  void OnMembersPage(const GroupMembersPageCall& c);
+  // Applies one membership change and answers once it is durable: a client (user, device, request_id) or
+  // an admin callback.
+  void ApplyGroupOp(uint8_t op, uint64_t group, uint64_t user, uint32_t device, uint32_t request_id,
+                    absl::AnyInvocable<void(uint16_t) &&> admin_done);
+  void ReplyGroup(uint64_t user, uint32_t device, uint32_t request_id, uint64_t group, uint16_t status,
+                  std::span<const uint8_t> members, bool has_more);
+
+  // ---- presence (presence.cc) ----
+  FrameVerdict OnPresenceSubscribe(const Session& s, const protocol::Header& h, std::span<const uint8_t> body);
+  void OnPresence(const PresenceCall& c);
+  void SendPresence(uint64_t to_user, uint32_t device, uint32_t request_id, uint64_t user);
+  void PresenceChanged(uint64_t user, bool online);
+
+  LocalFactory* factory_;
+  GatewayPort* port_;
+  const LocalOptions& opts_;
+  LocalStore store_;
+  LocalStats stats_;
+  uint32_t self_ = 0;
+  uint32_t shards_ = 1;
+  uint64_t counter_ = 0;
+  bool started_ = false;
+  bool failed_ = false;
+  bool draining_ = false;
+  bool fsync_inflight_ = false;
+  uint32_t fsync_token_ = 0;   // of the fdatasync in flight
+  uint64_t fsync_lsn_ = 0;     // what it makes durable
+  bool more_work_ = false;
+  uint64_t next_fsync_ns_ = 0;
+  uint64_t fsync_started_ns_ = 0;
+  uint64_t next_housekeeping_ms_ = 0;
+  uint32_t redrive_outstanding_ = 0;
+  uint32_t redrive_done_seen_ = 0;
+
+  absl::flat_hash_map<uint64_t, Inflight> inflight_;
+  std::deque<Action> actions_;
+  std::deque<GroupReply> group_replies_;
+  absl::flat_hash_map<uint64_t, absl::InlinedVector<DeviceSession, 2>> sessions_;
+  absl::flat_hash_map<uint64_t, absl::flat_hash_set<uint64_t>> watchers_;  // watched user -> subscribers
+  std::vector<uint64_t> maybe_offline_;
+  std::vector<InboxSlot> slots_;
+  std::vector<uint8_t> frame_;
+  std::vector<uint8_t> read_buf_;
 };
+
+template <class Body>
+std::span<const uint8_t> LocalBackend::Encode(uint32_t request_id, const Body& b) {
+  size_t size = protocol::FrameSize(b);
+  if (size > frame_.size()) frame_.resize(size);
+  size_t n = protocol::Encode(request_id, b, frame_);
+  return {frame_.data(), n};
+}
 
 }  // namespace longlink::gateway::local

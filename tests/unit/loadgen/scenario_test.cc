@@ -215,10 +215,10 @@ phases:
   ASSERT_EQ(s.phases.size(), 5u);
   EXPECT_EQ(s.phases[0].duration, absl::Seconds(2));
   EXPECT_EQ(s.phases[1].connect_rate, 100) << "the scenario's rate";
-  EXPECT_EQ(s.phases[2].drop, DropMode::kClose);
-  EXPECT_EQ(s.phases[3].drop, DropMode::kReset);
+  EXPECT_EQ(s.phases[2].drop, Leave::kClose);
+  EXPECT_EQ(s.phases[3].drop, Leave::kReset);
   EXPECT_EQ(s.phases[3].name, "outage");
-  EXPECT_EQ(s.phases[4].drop, DropMode::kLogout);
+  EXPECT_EQ(s.phases[4].drop, Leave::kLogout);
   EXPECT_EQ(s.phases[4].target, 0u);
   EXPECT_EQ(s.duration, absl::Seconds(32));
 }
@@ -266,9 +266,9 @@ Scenario Everything() {
   Phase ramp{PhaseKind::kRamp, "up", absl::Seconds(10), 3000, 400};
   Phase hold{PhaseKind::kHold, "", absl::Milliseconds(1500)};
   Phase spike{PhaseKind::kSpike, "", absl::Seconds(20), 0, 500, 1500};
-  Phase churn{PhaseKind::kChurn, "", absl::Seconds(30), 0, 0, 0, 0.5, DropMode::kReset};
-  Phase storm{PhaseKind::kStorm, "", absl::Seconds(30), 0, 0, 0, 30, DropMode::kLogout};
-  Phase drain{PhaseKind::kDrain, "down", absl::Seconds(10), 100, 0, 0, 0, DropMode::kClose};
+  Phase churn{PhaseKind::kChurn, "", absl::Seconds(30), 0, 0, 0, 0.5, Leave::kReset};
+  Phase storm{PhaseKind::kStorm, "", absl::Seconds(30), 0, 0, 0, 30, Leave::kLogout};
+  Phase drain{PhaseKind::kDrain, "down", absl::Seconds(10), 100, 0, 0, 0, Leave::kClose};
   s.phases = {ramp, hold, spike, churn, storm, drain};
   s.heartbeat.mode = HeartbeatMode::kAdaptive;
   s.heartbeat.initial = absl::Seconds(15);

@@ -1,8 +1,9 @@
-// The local backend on a simulated gateway: N shards with fake ports, cross-shard messages delivered by a
+// The local backend on a simulated gateway: N shards with fake ports, cross-shard calls delivered by a
 // pump, fsync requests run synchronously. Checks the message flow end to end without sockets.
 #include "gateway/backend/local/local_backend.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/hash.h"
 #include "protocol/frame.h"
 
 namespace longlink::gateway::local {
@@ -44,37 +46,46 @@ class FakePort final : public GatewayPort {
   FakePort(Cluster* c, uint32_t id) : cluster_(c), id_(id) {}
   uint32_t shard_id() const override { return id_; }
   uint32_t shard_count() const override;
-  uint32_t OwnerShard(uint64_t user_id) const override { return OwnerShardOf(user_id, shard_count()); }
+  uint32_t OwnerShard(uint64_t user_id) const override { return core::OwnerShardOf(user_id, shard_count()); }
   bool SendTo(const ConnRef& conn, std::span<const uint8_t> frame) override;
   void PushToUser(uint64_t user_id, uint32_t device_id, std::span<const uint8_t> frame) override;
   void PushToUsers(std::span<const uint64_t> user_ids, std::span<const uint8_t> frame) override {
     for (uint64_t u : user_ids) PushToUser(u, 0, frame);
   }
   void Kick(uint64_t, uint32_t, proto::KickReason, std::string_view) override {}
-  void PostToShard(uint32_t shard, const BackendMessage& m) override;
   void ObserveBackendLatency(double) override {}
-  void ObserveFsync(double) override { ++fsync_observations; }
-  void SubmitFsync(int fd, uint64_t token) override { fsyncs.push_back({fd, token}); }
+  void SubmitFsync(int fd, uint32_t token) override { fsyncs.push_back({fd, token}); }
 
-  std::vector<std::pair<int, uint64_t>> fsyncs;
-  int fsync_observations = 0;
+  std::vector<std::pair<int, uint32_t>> fsyncs;
+
+ protected:
+  void PostCall(uint32_t shard, uint16_t kind, const void* body, size_t size, ShardPayload* payload) override;
 
  private:
   Cluster* cluster_;
   uint32_t id_;
 };
 
+// A call in flight between two simulated shards.
+struct QueuedCall {
+  uint32_t from;
+  uint32_t to;
+  uint16_t kind;
+  std::vector<uint8_t> body;
+  ShardPayload* payload;
+};
+
 // Devices are connections: conn id = user * 100 + device.
 class Cluster {
  public:
   Cluster(const std::string& dir, uint32_t shards, FsyncPolicy policy = FsyncPolicy::kBatch) {
-    cfg_.shards = shards;
-    cfg_.data_dir = dir;
-    cfg_.fsync = policy;
-    cfg_.fsync_interval_us = 0;
-    absl::StatusOr<std::unique_ptr<LocalFactory>> f = LocalFactory::Create(cfg_);
-    EXPECT_TRUE(f.ok()) << f.status();
-    factory_ = std::move(*f);
+    opts_.shards = shards;
+    opts_.data_dir = dir;
+    opts_.fsync = policy;
+    opts_.fsync_interval_us = 0;
+    factory_ = std::make_unique<LocalFactory>(opts_);
+    absl::Status opened = factory_->Open(nullptr);
+    EXPECT_TRUE(opened.ok()) << opened;
     for (uint32_t i = 0; i < shards; ++i) ports_.push_back(std::make_unique<FakePort>(this, i));
     for (uint32_t i = 0; i < shards; ++i) {
       backends_.push_back(std::make_unique<LocalBackend>(factory_.get(), ports_[i].get()));
@@ -83,8 +94,8 @@ class Cluster {
     }
   }
 
-  uint32_t shards() const { return cfg_.shards; }
-  uint32_t Owner(uint64_t user) const { return OwnerShardOf(user, cfg_.shards); }
+  uint32_t shards() const { return opts_.shards; }
+  uint32_t Owner(uint64_t user) const { return core::OwnerShardOf(user, opts_.shards); }
   LocalBackend& backend(uint32_t s) { return *backends_[s]; }
 
   Session Login(uint64_t user, uint32_t device) {
@@ -118,10 +129,10 @@ class Cluster {
     for (int round = 0; round < 1000; ++round) {
       bool moved = false;
       while (!queue_.empty()) {
-        auto [to, m] = queue_.front();
+        QueuedCall q = std::move(queue_.front());
         queue_.pop_front();
-        backends_[to]->OnShardMessage(m);
-        if (m.ptr != nullptr) backends_[m.from]->ReleaseShardPayload(m.ptr);
+        backends_[q.to]->OnShardCall(ShardCall(q.kind, q.from, q.body.data(), q.payload));
+        delete q.payload;
         moved = true;
       }
       for (uint32_t i = 0; i < shards(); ++i) {
@@ -156,14 +167,14 @@ class Cluster {
     frames_[conn].push_back(Frame{h.opcode, h.request_id,
                                   std::vector<uint8_t>(frame.begin() + proto::kHeaderSize, frame.end())});
   }
-  void Post(uint32_t from, uint32_t to, BackendMessage m) {
-    m.from = from;
+  void Post(uint32_t from, uint32_t to, uint16_t kind, const void* body, size_t size, ShardPayload* payload) {
     if (from == to) {
-      backends_[to]->OnShardMessage(m);
-      if (m.ptr != nullptr) backends_[from]->ReleaseShardPayload(m.ptr);
+      backends_[to]->OnShardCall(ShardCall(kind, from, body, payload));
+      delete payload;
       return;
     }
-    queue_.push_back({to, m});
+    const auto* b = static_cast<const uint8_t*>(body);
+    queue_.push_back(QueuedCall{from, to, kind, std::vector<uint8_t>(b, b + size), payload});
   }
   bool Online(uint32_t conn) const { return online_.contains(conn); }
   std::vector<uint32_t> DevicesOf(uint64_t user) const {
@@ -175,11 +186,11 @@ class Cluster {
   }
 
  private:
-  Config cfg_;
+  LocalOptions opts_;
   std::unique_ptr<LocalFactory> factory_;
   std::vector<std::unique_ptr<FakePort>> ports_;
   std::vector<std::unique_ptr<LocalBackend>> backends_;
-  std::deque<std::pair<uint32_t, BackendMessage>> queue_;
+  std::deque<QueuedCall> queue_;
   std::map<uint32_t, std::vector<Frame>> frames_;
   std::map<uint32_t, bool> online_;
 };
@@ -195,7 +206,9 @@ void FakePort::PushToUser(uint64_t user, uint32_t device, std::span<const uint8_
     if (device == 0 || conn % 100 == device) cluster_->Deliver(conn, frame);
   }
 }
-void FakePort::PostToShard(uint32_t shard, const BackendMessage& m) { cluster_->Post(id_, shard, m); }
+void FakePort::PostCall(uint32_t shard, uint16_t kind, const void* body, size_t size, ShardPayload* payload) {
+  cluster_->Post(id_, shard, kind, body, size, payload);
+}
 
 proto::SendAckBody Ack(const Frame& f) {
   proto::SendAckBody b;
@@ -215,7 +228,7 @@ std::string Text(const proto::PushBody& p) { return std::string(p.payload.begin(
 std::pair<uint64_t, uint64_t> UsersOnTwoShards(uint32_t shards) {
   uint64_t a = 1000;
   uint64_t b = a + 1;
-  while (OwnerShardOf(b, shards) == OwnerShardOf(a, shards)) ++b;
+  while (core::OwnerShardOf(b, shards) == core::OwnerShardOf(a, shards)) ++b;
   return {a, b};
 }
 
@@ -322,11 +335,11 @@ TEST(LocalBackendTest, GroupFanOutReachesEveryMemberInbox) {
   Session owner = c.Login(1, 1);
   uint32_t gshard = c.Owner(group);
   int status = -1;
-  c.backend(gshard).AdminGroupOp(kGroupCreate, group, 1, [&](uint16_t s) { status = s; });
+  c.backend(gshard).GroupOpFromAdmin(kGroupCreate, group, 1, [&](uint16_t s) { status = s; });
   c.Pump();
   ASSERT_EQ(status, 0);
   for (uint64_t u = 2; u <= 2500; ++u) {
-    c.backend(gshard).AdminGroupOp(kGroupAdd, group, u, [](uint16_t) {});
+    c.backend(gshard).GroupOpFromAdmin(kGroupAdd, group, u, [](uint16_t) {});
   }
   c.Pump();
   c.Send(owner, 5, 1, group, 1, "to all");
@@ -389,6 +402,35 @@ TEST(LocalBackendTest, RestartKeepsInboxesAndUnfinishedMessagesAreRedriven) {
   c.Pump();
   uint64_t newer = Ack(c.Take(a, 1).at(0)).server_msg_id;
   EXPECT_EQ(newer >> 48, (id >> 48) + 1);
+}
+
+TEST(LocalBackendTest, DrainingFinishesWhatWasAcceptedAndRefusesNewSends) {
+  TempDir dir;
+  Cluster c(dir.path(), 2);
+  auto [a, b] = UsersOnTwoShards(2);
+  Session sa = c.Login(a, 1);
+  Session sb = c.Login(b, 1);
+  c.Send(sa, 1, 0, b, 1, "accepted before the drain");
+  for (uint32_t s = 0; s < 2; ++s) c.backend(s).OnDrain();
+  // Stored on the origin, not yet durable, not yet delivered: not idle.
+  EXPECT_FALSE(c.backend(c.Owner(a)).Idle());
+  c.Send(sa, 2, 0, b, 2, "after the drain began");
+  c.Pump();
+  for (uint32_t s = 0; s < 2; ++s) EXPECT_TRUE(c.backend(s).Idle()) << s;
+  std::vector<Frame> fa = c.Take(a, 1);
+  std::map<uint32_t, uint16_t> status;
+  for (const Frame& f : fa) {
+    if (f.opcode == static_cast<uint8_t>(proto::Opcode::kSendAck)) status[f.request_id] = Ack(f).status;
+  }
+  EXPECT_EQ(status[1], 0);
+  EXPECT_EQ(status[2], static_cast<uint16_t>(proto::SendStatus::kUnavailable));
+  ASSERT_EQ(c.Take(b, 1).size(), 1u);
+  // A retry of the accepted one is still answered from the idempotency map.
+  c.Send(sa, 3, 0, b, 1, "accepted before the drain");
+  c.Pump();
+  fa = c.Take(a, 1);
+  ASSERT_EQ(fa.size(), 1u);
+  EXPECT_EQ(Ack(fa[0]).status, 0);
 }
 
 TEST(LocalBackendTest, FsyncAlwaysAndNoneAlsoDeliver) {

@@ -1,11 +1,11 @@
-#include "gateway/auth/token.h"
+#include "protocol/token.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <string>
 
-namespace longlink::auth {
+namespace longlink::protocol {
 namespace {
 
 constexpr std::string_view kSecret = "correct horse battery staple";
@@ -169,4 +169,4 @@ TEST(TokenTest, ResultNames) {
 }
 
 }  // namespace
-}  // namespace longlink::auth
+}  // namespace longlink::protocol

@@ -1,4 +1,4 @@
-#include "gateway/auth/token.h"
+#include "protocol/token.h"
 
 #include <climits>
 #include <cstddef>
@@ -8,7 +8,7 @@
 #include "openssl/evp.h"
 #include "openssl/hmac.h"
 
-namespace longlink::auth {
+namespace longlink::protocol {
 
 namespace {
 
@@ -164,4 +164,4 @@ TokenResult VerifyToken(std::string_view secret, std::string_view token, uint64_
   return TokenResult::kOk;
 }
 
-}  // namespace longlink::auth
+}  // namespace longlink::protocol

@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-namespace longlink::auth {
+namespace longlink::protocol {
 
 // The signature is checked before any claim, so a forged token never learns whether its user, device or
 // expiry would have passed.
@@ -29,4 +29,4 @@ std::string MintToken(std::string_view secret, uint64_t user_id, uint32_t device
 TokenResult VerifyToken(std::string_view secret, std::string_view token, uint64_t user_id, uint32_t device_id,
                         uint64_t now_unix_s);
 
-}  // namespace longlink::auth
+}  // namespace longlink::protocol

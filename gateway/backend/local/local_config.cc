@@ -1,0 +1,107 @@
+#include "gateway/backend/local/local_config.h"
+
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "gateway/backend/local/local_backend.h"
+
+ABSL_FLAG(std::string, data_dir, "./longlink-data", "--backend=local: directory of the message log");
+ABSL_FLAG(std::string, fsync, "batch",
+          "--backend=local: always (fdatasync before every acknowledgement), batch (group commit every "
+          "--fsync-interval-ms) or none (acknowledge once written to the page cache)");
+ABSL_FLAG(double, fsync_interval_ms, 2,
+          "--fsync=batch: a shard starts at most one fdatasync per this interval, the process at most one per "
+          "interval per core");
+ABSL_FLAG(std::string, idempotency_window, "5m",
+          "How long a SEND's client message id is remembered at least: a retry within it gets the first "
+          "SEND_ACK and is not stored again (local backend; memory grows with the SENDs of one window)");
+ABSL_FLAG(std::string, retention, "14d", "--backend=local: how long stored messages are kept, e.g. 14d, 36h, 3600s");
+ABSL_FLAG(int64_t, max_inbox, 10000, "--backend=local: most messages kept per user inbox");
+ABSL_FLAG(int64_t, segment_bytes, 64ll << 20, "--backend=local: size at which a log segment is closed");
+
+namespace longlink::gateway::local {
+namespace {
+
+absl::Status Bad(absl::string_view flag, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", why));
+}
+
+}  // namespace
+
+const char* FsyncPolicyName(FsyncPolicy p) {
+  switch (p) {
+    case FsyncPolicy::kAlways:
+      return "always";
+    case FsyncPolicy::kBatch:
+      return "batch";
+    case FsyncPolicy::kNone:
+      return "none";
+  }
+  return "?";
+}
+
+absl::StatusOr<uint64_t> ParseRetention(absl::string_view text) {
+  // absl::ParseDuration has no unit for days; retention is naturally said in days.
+  absl::Duration d;
+  if (absl::ConsumeSuffix(&text, "d")) {
+    int64_t days;
+    if (!absl::SimpleAtoi(text, &days) || days < 0) {
+      return absl::InvalidArgumentError("expected a duration such as 14d, 36h or 3600s");
+    }
+    d = absl::Hours(24 * days);
+  } else if (!absl::ParseDuration(text, &d)) {
+    return absl::InvalidArgumentError("expected a duration such as 14d, 36h or 3600s");
+  }
+  if (d < absl::Seconds(1)) return absl::InvalidArgumentError("must be at least 1s");
+  if (d > absl::Hours(24 * 3650)) return absl::InvalidArgumentError("must be at most 3650d");
+  return static_cast<uint64_t>(absl::ToInt64Milliseconds(d));
+}
+
+absl::StatusOr<LocalOptions> LocalOptionsFromFlags(const GatewayInfo& gateway) {
+  LocalOptions o;
+  o.shards = gateway.shards;
+  o.max_pending_bytes = gateway.max_pending_bytes;
+  // Users are placed by hash % shards and server_msg_ids carry the shard in 8 bits.
+  if (o.shards > 256) return Bad("shards", "--backend=local supports at most 256 shards");
+  o.data_dir = absl::GetFlag(FLAGS_data_dir);
+  if (o.data_dir.empty()) return Bad("data-dir", "must not be empty");
+  std::string fsync = absl::GetFlag(FLAGS_fsync);
+  if (fsync == "always") {
+    o.fsync = FsyncPolicy::kAlways;
+  } else if (fsync == "batch") {
+    o.fsync = FsyncPolicy::kBatch;
+  } else if (fsync == "none") {
+    o.fsync = FsyncPolicy::kNone;
+  } else {
+    return Bad("fsync", absl::StrCat("unknown policy '", fsync, "' (expected always, batch or none)"));
+  }
+  double fi = absl::GetFlag(FLAGS_fsync_interval_ms);
+  if (!(fi >= 0 && fi <= 1000)) return Bad("fsync-interval-ms", "must be 0..1000");
+  o.fsync_interval_us = static_cast<uint32_t>(fi * 1000);
+  absl::StatusOr<uint64_t> ret = ParseRetention(absl::GetFlag(FLAGS_retention));
+  if (!ret.ok()) return Bad("retention", ret.status().message());
+  o.retention_ms = *ret;
+  absl::Duration iw;
+  if (!absl::ParseDuration(absl::GetFlag(FLAGS_idempotency_window), &iw) || iw < absl::Seconds(1) ||
+      iw > absl::Hours(24)) {
+    return Bad("idempotency-window", "expected a duration from 1s to 24h, such as 5m");
+  }
+  o.idempotency_window_ms = static_cast<uint64_t>(absl::ToInt64Milliseconds(iw));
+  int64_t mi = absl::GetFlag(FLAGS_max_inbox);
+  if (mi < 1 || mi > 100000000) return Bad("max-inbox", "must be 1..100000000");
+  o.max_inbox = static_cast<uint32_t>(mi);
+  int64_t sb = absl::GetFlag(FLAGS_segment_bytes);
+  if (sb < 4096 || sb > (1ll << 32)) return Bad("segment-bytes", "must be 4096..4294967296");
+  o.segment_bytes = static_cast<uint64_t>(sb);
+  return o;
+}
+
+absl::StatusOr<std::unique_ptr<BackendFactory>> ConfigureLocalBackend(const GatewayInfo& gateway) {
+  absl::StatusOr<LocalOptions> o = LocalOptionsFromFlags(gateway);
+  if (!o.ok()) return o.status();
+  return std::unique_ptr<BackendFactory>(new LocalFactory(*o));
+}
+
+}  // namespace longlink::gateway::local
