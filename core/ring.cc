@@ -100,4 +100,14 @@ void PrepShutdownAndClose(Ring& ring, uint32_t slot, uint64_t close_user_data) {
   PrepCloseDirect(ring, slot, close_user_data);
 }
 
+void PrepFixedFdInstall(Ring& ring, uint32_t slot, uint64_t user_data) {
+  constexpr uint8_t kOpFixedFdInstall = 54;  // IORING_OP_FIXED_FD_INSTALL in kernel 6.8's uapi
+  io_uring_sqe* sqe = ring.Sqe();
+  std::memset(sqe, 0, sizeof(*sqe));
+  sqe->opcode = kOpFixedFdInstall;
+  sqe->fd = static_cast<int32_t>(slot);
+  sqe->flags = IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(sqe, user_data);
+}
+
 }  // namespace longlink::core

@@ -70,4 +70,9 @@ void PrepCloseDirect(Ring& ring, uint32_t slot, uint64_t user_data);
 // quadratic.
 void PrepShutdownAndClose(Ring& ring, uint32_t slot, uint64_t close_user_data);
 
+// Installs fixed file `slot` into the process's descriptor table (IORING_OP_FIXED_FD_INSTALL, kernel 6.8;
+// liburing 2.3 has no helper): the completion's res is a regular O_CLOEXEC descriptor of the same socket, for
+// the calls that only take one (getpeername). The caller closes it.
+void PrepFixedFdInstall(Ring& ring, uint32_t slot, uint64_t user_data);
+
 }  // namespace longlink::core

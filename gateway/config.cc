@@ -25,9 +25,18 @@ ABSL_FLAG(int32_t, max_conns_per_shard, 0,
           "Fixed-file table size per shard, i.e. connections one shard holds (0 = the open-files limit)");
 ABSL_FLAG(std::string, metrics_bind, "0.0.0.0", "Address of the /metrics, /healthz and /readyz endpoint");
 ABSL_FLAG(int32_t, metrics_port, 9100, "Port of the metrics endpoint (0 picks a free port, -1 disables it)");
-ABSL_FLAG(std::string, auth, "none", "Authentication: none (trust the user id) or token (HMAC-SHA256 tokens)");
+ABSL_FLAG(std::string, auth, "token",
+          "Authentication: token (HMAC-SHA256 tokens, the default; needs --auth-secret or --auth-secret-file) or "
+          "none (trust the user id each LOGIN names: tests and closed networks only)");
 ABSL_FLAG(std::string, auth_secret, "", "Secret for --auth=token");
 ABSL_FLAG(std::string, auth_secret_file, "", "File holding the secret for --auth=token");
+ABSL_FLAG(int32_t, max_login_failures, 10,
+          "Failed logins a source address may make per minute (counted per shard) before its logins are refused "
+          "for --login-block (0: no limit)");
+ABSL_FLAG(absl::Duration, login_block, absl::Seconds(60), "How long an address over --max-login-failures is refused");
+ABSL_FLAG(absl::Duration, token_grace, absl::Seconds(60),
+          "--auth=token: a session outlives its token by this long, time for the client to send a fresh one (a "
+          "second LOGIN); then it is kicked with AUTH_EXPIRED");
 ABSL_FLAG(absl::Duration, login_timeout, absl::Seconds(10), "A connection must log in within this time");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(30), "PING interval told to clients in LOGIN_ACK");
 ABSL_FLAG(absl::Duration, heartbeat_timeout, absl::Seconds(90),
@@ -55,7 +64,9 @@ ABSL_FLAG(int32_t, ring_entries, 4096, "Submission queue entries per shard ring"
 ABSL_FLAG(int32_t, ws_port, -1, "WebSocket port for browser and SDK clients (-1 disables it, 0 picks a free port)");
 ABSL_FLAG(std::string, ws_path, "/", "Request path of the WebSocket upgrade; other paths get 404");
 ABSL_FLAG(std::string, ws_allowed_origins, "",
-          "Comma-separated Origin values allowed to upgrade (empty: any); a mismatch gets 403");
+          "Comma-separated Origin values allowed to upgrade, or * for any (empty: an Origin whose host is the "
+          "Host header's host, any scheme and port); a mismatch gets 403. Clients that send no Origin (not "
+          "browsers) are not affected");
 ABSL_FLAG(int64_t, ws_max_message_bytes, 0,
           "Largest WebSocket message (all fragments together) a client may send (0: --max-frame-bytes)");
 ABSL_FLAG(int64_t, ws_max_header_bytes, 8192, "Largest HTTP upgrade request head; past it the answer is 431");
@@ -127,10 +138,23 @@ absl::StatusOr<Config> ConfigFromFlags() {
       ss << in.rdbuf();
       c.auth_secret = std::string(absl::StripTrailingAsciiWhitespace(ss.str()));
     }
-    if (c.auth_secret.empty()) return Bad("auth", "token needs --auth-secret or --auth-secret-file");
+    if (c.auth_secret.empty()) {
+      return Bad("auth", "token (the default) needs --auth-secret or --auth-secret-file; --auth=none trusts the "
+                         "user id each client sends (tests and closed networks)");
+    }
   } else {
     return Bad("auth", absl::StrCat("unknown mode '", auth, "' (expected none or token)"));
   }
+
+  int32_t mlf = absl::GetFlag(FLAGS_max_login_failures);
+  if (mlf < 0 || mlf > 1000000) return Bad("max-login-failures", "must be 0..1000000");
+  c.max_login_failures = static_cast<uint32_t>(mlf);
+  absl::Duration block = absl::GetFlag(FLAGS_login_block);
+  if (block < absl::Seconds(1) || block > absl::Hours(24)) return Bad("login-block", "must be 1s..24h");
+  c.login_block_ms = static_cast<uint32_t>(absl::ToInt64Milliseconds(block));
+  absl::Duration grace = absl::GetFlag(FLAGS_token_grace);
+  if (grace < absl::ZeroDuration() || grace > absl::Hours(24)) return Bad("token-grace", "must be 0s..24h");
+  c.token_grace_ms = static_cast<uint32_t>(absl::ToInt64Milliseconds(grace));
 
   absl::StatusOr<uint32_t> ms = Millis("login-timeout", absl::GetFlag(FLAGS_login_timeout), absl::Milliseconds(50));
   if (!ms.ok()) return ms.status();
@@ -195,7 +219,15 @@ absl::StatusOr<Config> ConfigFromFlags() {
   c.ws_path = absl::GetFlag(FLAGS_ws_path);
   if (c.ws_path.empty() || c.ws_path[0] != '/') return Bad("ws-path", "must start with '/'");
   for (absl::string_view o : absl::StrSplit(absl::GetFlag(FLAGS_ws_allowed_origins), ',', absl::SkipWhitespace())) {
-    c.ws_allowed_origins.emplace_back(absl::StripAsciiWhitespace(o));
+    o = absl::StripAsciiWhitespace(o);
+    if (o == "*") {
+      c.ws_any_origin = true;
+    } else {
+      c.ws_allowed_origins.emplace_back(o);
+    }
+  }
+  if (c.ws_any_origin && !c.ws_allowed_origins.empty()) {
+    return Bad("ws-allowed-origins", "* (any origin) cannot be combined with a list");
   }
   int64_t wmm = absl::GetFlag(FLAGS_ws_max_message_bytes);
   if (wmm == 0) wmm = mfb;

@@ -21,8 +21,11 @@ struct Config {
   uint32_t max_conns_per_shard = 0;
   std::string metrics_bind = "0.0.0.0";
   int32_t metrics_port = 9100;  // -1: off
-  AuthMode auth = AuthMode::kNone;
+  AuthMode auth = AuthMode::kToken;
   std::string auth_secret;
+  uint32_t token_grace_ms = 60000;  // --auth=token: a session lives this long past its token's expiry
+  uint32_t max_login_failures = 10;   // per source address per minute (per shard); 0: no throttling
+  uint32_t login_block_ms = 60000;    // how long an address over it is refused
   uint32_t login_timeout_ms = 10000;
   uint32_t heartbeat_interval_ms = 30000;
   uint32_t heartbeat_timeout_ms = 90000;
@@ -45,7 +48,10 @@ struct Config {
   // WebSocket transport (docs/protocol.md section 5.2).
   int32_t ws_port = -1;  // -1: off, 0: a free port
   std::string ws_path = "/";
-  std::vector<std::string> ws_allowed_origins;  // empty: any Origin
+  // Browsers' Origin header: any (ws_any_origin), these exact values, or (both unset) one whose host is the
+  // request's Host (any scheme and port), so a page served from another host cannot open a session.
+  bool ws_any_origin = false;
+  std::vector<std::string> ws_allowed_origins;
   uint32_t ws_max_message_bytes = 64 * 1024;
   uint32_t ws_max_header_bytes = 8192;
   bool ws_accept_text = false;

@@ -23,7 +23,8 @@
 
 namespace longlink::gateway {
 
-enum class ConnState : uint8_t { kFree, kAwaitLogin, kMigrating, kActive, kClosing };
+// kCheckingAddress: a LOGIN waits while the connection's source address is looked up (LoginGuard).
+enum class ConnState : uint8_t { kFree, kAwaitLogin, kCheckingAddress, kMigrating, kActive, kClosing };
 
 enum ConnFlags : uint8_t {
   kRecvArmed = 1 << 0,      // a recv (one-shot before login, multishot after) is outstanding
@@ -36,13 +37,15 @@ enum ConnFlags : uint8_t {
   kInRegistry = 1 << 7,
 };
 
-// WebSocket state of a connection, kept in the spare top byte of Conn::file_slot so Conn stays 48 bytes.
+// WebSocket state of a connection, kept in the spare top byte of Conn::file_slot so Conn stays 48 bytes, and
+// one bit of the login check that has no better home.
 enum WsBits : uint8_t {
   kWsTransport = 1 << 0,   // accepted on the WebSocket listener (transport label "ws")
   kWsOpen = 1 << 1,        // upgrade answered 101: bytes are WebSocket frames from here on
   kWsEcho = 1 << 2,        // upgraded on --ws-echo-path: messages are echoed, no session
   kWsCloseSent = 1 << 3,   // our close frame is queued; nothing may follow it
   kWsFragmented = 1 << 4,  // a fragmented message is in progress (its buffer is in Shard::ws_messages_)
+  kAddrChecked = 1 << 5,   // the source address passed the login guard; its LOGIN proceeds
 };
 
 using core::Carry;
@@ -74,6 +77,7 @@ class ConnTable {
   ConnTable() = default;
   ~ConnTable() {
     if (conns_ != nullptr) munmap(conns_, bytes_);
+    if (expiry_ != nullptr) munmap(expiry_, sizeof(uint32_t) * static_cast<size_t>(capacity_));
   }
   ConnTable(const ConnTable&) = delete;
   ConnTable& operator=(const ConnTable&) = delete;
@@ -116,6 +120,19 @@ class ConnTable {
     --live_;
   }
 
+  // With --auth=token: a second array, parallel to the table, of each session's token expiry (Unix
+  // seconds), so Conn itself stays 48 bytes. Pages are touched only as ids come into use.
+  absl::Status EnableExpiry() {
+    void* p = mmap(nullptr, sizeof(uint32_t) * static_cast<size_t>(capacity_), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return absl::ResourceExhaustedError("cannot map the session expiry table");
+    expiry_ = static_cast<uint32_t*>(p);
+    return absl::OkStatus();
+  }
+  bool has_expiry() const { return expiry_ != nullptr; }
+  uint32_t expiry(uint32_t id) const { return expiry_[id]; }
+  void set_expiry(uint32_t id, uint32_t unix_s) { expiry_[id] = unix_s; }
+
   Conn& operator[](uint32_t id) { return conns_[id]; }
   bool Valid(uint32_t id, uint32_t gen) const {
     return id < high_water_ && conns_[id].gen == gen && conns_[id].state != ConnState::kFree;
@@ -126,6 +143,7 @@ class ConnTable {
 
  private:
   Conn* conns_ = nullptr;
+  uint32_t* expiry_ = nullptr;
   size_t bytes_ = 0;
   uint32_t capacity_ = 0;
   uint32_t high_water_ = 0;

@@ -59,6 +59,10 @@ int main(int argc, char** argv) {
         secret.assign(buf, n);
         while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r' || secret.back() == ' ')) secret.pop_back();
       }
+      if (absl::GetFlag(FLAGS_ttl) <= absl::ZeroDuration()) {
+        std::fprintf(stderr, "mint-token: --ttl must be positive (a token that is already expired is useless)\n");
+        return 2;
+      }
       uint64_t expiry = static_cast<uint64_t>(absl::ToUnixSeconds(absl::Now() + absl::GetFlag(FLAGS_ttl)));
       std::printf("%s\n",
                   longlink::protocol::MintToken(secret, absl::GetFlag(FLAGS_user), absl::GetFlag(FLAGS_device), expiry).c_str());

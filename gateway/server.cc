@@ -61,6 +61,30 @@ absl::StatusOr<int> Listen(const std::string& bind, uint16_t port) {
   return fd;
 }
 
+// Whether a bind address only takes connections from this machine.
+bool Loopback(const std::string& bind) {
+  in_addr a4{};
+  if (inet_pton(AF_INET, bind.c_str(), &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+  in6_addr a6{};
+  return inet_pton(AF_INET6, bind.c_str(), &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+// Settings that are fine on loopback and dangerous anywhere else are said loudly at start.
+void WarnAboutExposure(const Config& config) {
+  if (config.auth == AuthMode::kNone && !Loopback(config.bind)) {
+    std::fprintf(stderr,
+                 "longlink-gateway: WARNING: --auth=none on %s: anyone who reaches the port can log in as any "
+                 "user; use --auth=token outside closed networks\n",
+                 config.bind.c_str());
+  }
+  if (config.admin_port >= 0 && config.admin_token.empty() && !Loopback(config.admin_bind)) {
+    std::fprintf(stderr,
+                 "longlink-gateway: WARNING: the admin API on %s has no --admin-token: anyone who reaches it can "
+                 "push messages to and kick any user\n",
+                 config.admin_bind.c_str());
+  }
+}
+
 core::RingMode RingModeOf(const Shard& s) {
   for (size_t m = 0; m < kRingModes; ++m) {
     if (s.stats().ring_mode[m].Get() != 0) return static_cast<core::RingMode>(m);
@@ -188,7 +212,14 @@ absl::Status RunGateway(const Config& config, std::unique_ptr<BackendFactory> fa
   metrics::HttpEndpoint endpoint;
   if (config.metrics_port >= 0) {
     endpoint.AddCollector([&](std::vector<prometheus::MetricFamily>* out) { Collect(config, shards, &grid, out); });
-    endpoint.SetReadiness([&] { return !shared.draining.load(std::memory_order_relaxed); });
+    // Not ready while draining, or while any shard's backend cannot take new work (its storage failed).
+    endpoint.SetReadiness([&] {
+      if (shared.draining.load(std::memory_order_relaxed)) return false;
+      for (const auto& s : shards) {
+        if (const Backend* b = s->backend(); b != nullptr && !b->Ready()) return false;
+      }
+      return true;
+    });
     absl::Status st = endpoint.Start(config.metrics_bind, static_cast<uint16_t>(config.metrics_port));
     if (!st.ok()) {
       shared.draining.store(true);
@@ -213,6 +244,7 @@ absl::Status RunGateway(const Config& config, std::unique_ptr<BackendFactory> fa
     }
     admin_port = admin_server->port();
   }
+  WarnAboutExposure(config);
   std::printf("longlink-gateway listening on %s:%u shards=%u metrics=%d backend=%s ring=%s admin=%d ws=%d %s\n",
               config.bind.c_str(), port, config.shards, config.metrics_port >= 0 ? endpoint.port() : -1,
               config.backend.c_str(),

@@ -36,6 +36,7 @@ Shard::Shard(uint32_t id, Shared* shared, int listen_fd, int ws_listen_fd)
       shards_(shared->config->shards),
       outbox_(shared->grid, id),
       registry_(&conns_),
+      login_guard_(LoginGuard::Options{shared->config->max_login_failures, 60000, shared->config->login_block_ms}),
       rng_state_(core::Mix64(id + 1)),
       tick_ms_(shared->config->tick_ms),
       scratch_(1024) {
@@ -93,6 +94,7 @@ absl::Status Shard::Setup() {
   stats_.recv_buffers.Set(bufs_.active());
   // Room for connections still finishing their close while new ones arrive.
   RETURN_IF_ERROR(conns_.Init(cfg_.max_conns_per_shard + 4096));
+  if (cfg_.auth == AuthMode::kToken) RETURN_IF_ERROR(conns_.EnableExpiry());
   wheel_ = core::TimerWheel(4096, NowTick());
   wheel_.Reserve(conns_.capacity() * 2);
   backend_ = shared_->backend_factory->ForShard(this);
@@ -174,6 +176,12 @@ void Shard::HandleCqe(const io_uring_cqe* cqe) {
     case kOpMailbox:
       OnMailbox(cqe);
       return;
+    case kOpPeerAddrCheck:
+    case kOpPeerAddrFailed:
+      // Before the stale guard: the installed descriptor is closed, and a failure counted, whatever became
+      // of the connection meanwhile.
+      OnPeerAddress(cqe, static_cast<Op>(ud.op));
+      return;
     default:
       break;
   }
@@ -208,6 +216,7 @@ void Shard::Housekeeping() {
   if (now < next_housekeeping_tick_) return;
   next_housekeeping_tick_ = now + 2000 / tick_ms_;
   backend_->RefreshStats();
+  stats_.login_blocked_addresses.Set(static_cast<int64_t>(login_guard_.blocked(core::MonoMillis())));
 #ifdef LONGLINK_WITH_MIMALLOC
   // Bursts (a login storm queues a LOGIN_ACK per connection at once) leave freed pages in this thread's
   // heap; hand them back so resident memory follows the connections actually held.
@@ -236,15 +245,38 @@ void Shard::OnTimer(uint32_t timer_id) {
   if (c.state != ConnState::kActive) return;
   // Activity only stamps last_rx_tick; the deadline is checked lazily here instead of re-arming the timer
   // on every frame.
-  uint64_t now = NowTick();
-  uint32_t idle = static_cast<uint32_t>(now) - c.last_rx_tick;
-  uint64_t timeout_ticks = (cfg_.heartbeat_timeout_ms + tick_ms_ - 1) / tick_ms_;
-  if (idle >= timeout_ticks) {
+  uint32_t idle = static_cast<uint32_t>(NowTick()) - c.last_rx_tick;
+  if (idle >= (cfg_.heartbeat_timeout_ms + tick_ms_ - 1) / tick_ms_) {
     stats_.heartbeat_timeouts_total.Inc();
     Close(id, CloseReason::k_heartbeat_timeout);
     return;
   }
-  wheel_.Arm(TimerId(id, kTimerSession), now - idle + timeout_ticks);
+  if (conns_.has_expiry() && (c.flags & kInRegistry) &&
+      core::UnixMillis() >= uint64_t{conns_.expiry(id)} * 1000 + cfg_.token_grace_ms) {
+    // The token (and the grace for refreshing it) ran out: the client must log in with a new one.
+    stats_.sessions_expired_total.Inc();
+    proto::KickBody k;
+    k.reason = static_cast<uint16_t>(proto::KickReason::kAuthExpired);
+    k.message = "the login token expired";
+    EnqueueFrame(id, 0, k);
+    CloseAfterFlush(id, CloseReason::k_auth_expired);
+    return;
+  }
+  wheel_.Arm(TimerId(id, kTimerSession), SessionDeadlineTick(id));
+}
+
+uint64_t Shard::SessionDeadlineTick(uint32_t id) {
+  const Conn& c = conns_[id];
+  uint64_t now = NowTick();
+  uint32_t idle = static_cast<uint32_t>(now) - c.last_rx_tick;
+  uint64_t deadline = now - idle + (cfg_.heartbeat_timeout_ms + tick_ms_ - 1) / tick_ms_;
+  if (conns_.has_expiry() && (c.flags & kInRegistry)) {
+    uint64_t end_ms = uint64_t{conns_.expiry(id)} * 1000 + cfg_.token_grace_ms;
+    uint64_t now_ms = core::UnixMillis();
+    uint64_t left_ms = end_ms > now_ms ? end_ms - now_ms : 0;
+    deadline = std::min(deadline, now + (left_ms + tick_ms_ - 1) / tick_ms_);
+  }
+  return deadline;
 }
 
 // ---- drain ----
@@ -281,7 +313,7 @@ void Shard::StartDrain() {
   // This one pass over the table happens once per process lifetime.
   for (uint32_t id = 0; id < conns_.high_water(); ++id) {
     Conn& c = conns_[id];
-    if (c.state == ConnState::kAwaitLogin) {
+    if (c.state == ConnState::kAwaitLogin || c.state == ConnState::kCheckingAddress) {
       Close(id, CloseReason::k_draining);
     } else if (c.state == ConnState::kActive && (c.ws & kWsEcho)) {
       CloseAfterFlush(id, CloseReason::k_draining);  // no session: just the close frame (1001)

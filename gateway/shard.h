@@ -36,6 +36,7 @@
 #include "gateway/backend/backend.h"
 #include "gateway/config.h"
 #include "gateway/conn.h"
+#include "gateway/login_guard.h"
 #include "gateway/stats.h"
 #include "protocol/websocket.h"
 
@@ -102,6 +103,8 @@ class Shard final : public GatewayPort {
     kOpMigrateIn,
     kOpFsync,    // slot: the backend's token
     kOpMailbox,  // the read of the mailbox's eventfd
+    kOpPeerAddrCheck,   // FIXED_FD_INSTALL to check a LOGIN's source address
+    kOpPeerAddrFailed,  // FIXED_FD_INSTALL to count a failed login against its source address
   };
   // Kinds of core::ShardMessage: the gateway's own (bodies in shard_deliver.cc), then backend calls
   // (kBackendCall + the backend's kind).
@@ -117,13 +120,13 @@ class Shard final : public GatewayPort {
   // A login moving here: the descriptor (msg_ring) and the login record (grid) arrive in either order.
   struct MigrateMsg {
     uint64_t user;
-    uint64_t start_ns;  // LOGIN received, for the login latency
+    uint64_t start_ns;  // LOGIN received, for the login latency; the top bit says the connection is WebSocket
     uint32_t device;
     uint32_t request_id;
-    uint32_t token;  // pairs the record with its descriptor
-    uint8_t platform;
-    bool websocket;
+    uint32_t token_platform;  // 24 bits pairing the record with its descriptor | the platform << 24
+    uint32_t expiry;          // --auth=token: the token's expiry, Unix seconds
   };
+  static constexpr uint64_t kMigrateWsBit = uint64_t{1} << 63;  // monotonic nanoseconds stay far below
   struct PendingMigration {
     int32_t slot = -1;           // fixed-file slot on this shard once the descriptor arrived
     bool have_record = false;
@@ -179,6 +182,8 @@ class Shard final : public GatewayPort {
   // The MessageAssembler of a connection: its fragmented message's, or `fresh` between messages.
   protocol::ws::MessageAssembler& WsAssembler(uint32_t id, protocol::ws::MessageAssembler& fresh);
   void WsReject(uint32_t id, uint16_t http_status, CloseReason reason, size_t result);
+  // --ws-allowed-origins: a browser's Origin against the list, or (by default) against the Host header.
+  bool OriginAllowed(std::string_view origin, std::string_view host) const;
   void WsFail(uint32_t id, protocol::ws::Error e);
   void WsFailWith(uint32_t id, uint16_t code, CloseReason reason);
   void WsSendClose(uint32_t id, uint16_t code, std::string_view reason);
@@ -189,6 +194,11 @@ class Shard final : public GatewayPort {
   // Handles one whole frame. Returns false if parsing must stop (closed or moving).
   bool HandleFrame(uint32_t id, const protocol::Header& h, std::span<const uint8_t> body);
   bool HandleLogin(uint32_t id, const protocol::Header& h, std::span<const uint8_t> body);
+  // The login guard (login_guard.h): learns a connection's source address (async), to check a LOGIN or to
+  // count a failed one.
+  void LearnAddress(uint32_t id, Op purpose);
+  void OnPeerAddress(const io_uring_cqe* cqe, Op purpose);
+  void LoginFailed(uint32_t id);
   void CompleteLogin(uint32_t id, uint32_t request_id, uint64_t start_ns);
   void StartMigration(uint32_t id, uint32_t owner, uint32_t request_id, uint64_t start_ns);
   void OnMigrateOut(uint32_t id, const io_uring_cqe* cqe);
@@ -222,6 +232,10 @@ class Shard final : public GatewayPort {
   void Release(uint16_t to, uint16_t kind, void* owned);
 
   void OnTimer(uint32_t timer_id);
+  // When an active session's timer is due: its heartbeat deadline, or earlier its token's expiry + grace.
+  uint64_t SessionDeadlineTick(uint32_t id);
+  // A second LOGIN on a live session: a token refresh (same user and device, --auth=token) or an error.
+  bool HandleRelogin(uint32_t id, const protocol::Header& h, std::span<const uint8_t> body);
   uint64_t NowTick() const;
   uint32_t TimerId(uint32_t id, TimerKind k) const { return id * 2 + k; }
   Session SessionOf(uint32_t id);
@@ -264,6 +278,13 @@ class Shard final : public GatewayPort {
   absl::flat_hash_map<uint64_t, PendingMigration> migrations_in_;
   absl::flat_hash_map<uint32_t, OutgoingMigration> outgoing_;
   absl::flat_hash_map<uint32_t, std::unique_ptr<WsMessage>> ws_messages_;  // conns with kWsFragmented
+  // A LOGIN waiting for its source address to be checked (kCheckingAddress).
+  struct PendingLogin {
+    protocol::Header header;
+    std::vector<uint8_t> body;
+  };
+  absl::flat_hash_map<uint32_t, PendingLogin> pending_logins_;
+  LoginGuard login_guard_;
   uint32_t next_migration_ = 0;
   uint64_t next_session_ = 0;
   uint64_t rng_state_;

@@ -186,7 +186,7 @@ void Shard::OnShardMessage(const core::ShardMessage& m) {
   switch (m.kind) {
     case kMsgMigrate: {
       MigrateMsg r = m.Body<MigrateMsg>();
-      uint64_t key = (static_cast<uint64_t>(m.from) << 32) | (r.token & 0xffffff);
+      uint64_t key = (static_cast<uint64_t>(m.from) << 32) | (r.token_platform & 0xffffff);
       PendingMigration& p = migrations_in_[key];
       p.record = r;
       p.carry = static_cast<Carry*>(m.owned);

@@ -359,6 +359,7 @@ void Shard::MaybeFree(uint32_t id) {
     std::free(c.carry);
     c.carry = nullptr;
   }
+  if (c.state == ConnState::kClosing && !pending_logins_.empty()) pending_logins_.erase(id);
   if (c.ws & kWsFragmented) {
     ws_messages_.erase(id);
     if (ws_messages_.empty() && ws_messages_.bucket_count() > 64) ws_messages_.rehash(0);

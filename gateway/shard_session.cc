@@ -1,5 +1,10 @@
 // Shard: sessions. Frames of a connection (HandleFrame), LOGIN with its credentials, and moving a freshly
 // logged-in connection to its user's owner shard (docs/architecture.md, "Where a user lives").
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -16,8 +21,10 @@ using core::UnpackUserData;
 namespace proto = longlink::protocol;
 
 void Shard::KeepForMigration(uint32_t id, std::span<const uint8_t> rest) {
-  // Bytes that followed LOGIN travel with a connection that moves to its owner shard.
-  if (!rest.empty() && conns_[id].state == ConnState::kMigrating) {
+  // Bytes that followed LOGIN travel with a connection that moves to its owner shard, or wait for its
+  // address check.
+  ConnState s = conns_[id].state;
+  if (!rest.empty() && (s == ConnState::kMigrating || s == ConnState::kCheckingAddress)) {
     Carry* k = Carry::New(static_cast<uint32_t>(rest.size()));
     std::memcpy(k->data, rest.data(), rest.size());
     k->len = static_cast<uint32_t>(rest.size());
@@ -70,8 +77,7 @@ bool Shard::HandleFrame(uint32_t id, const proto::Header& h, std::span<const uin
       return false;
     }
     case proto::Opcode::kLogin:
-      SendError(id, h.request_id, proto::ErrorCode::kAlreadyLoggedIn, "already logged in");
-      return conns_[id].state == ConnState::kActive;
+      return HandleRelogin(id, h, body);
     case proto::Opcode::kPong:
       // A client may answer a server PING; nothing to do beyond the liveness already noted.
       return true;
@@ -99,18 +105,27 @@ bool Shard::HandleFrame(uint32_t id, const proto::Header& h, std::span<const uin
 
 bool Shard::HandleLogin(uint32_t id, const proto::Header& h, std::span<const uint8_t> body) {
   uint64_t start_ns = core::MonoNanos();
+  Conn& guard_conn = conns_[id];
+  if (login_guard_.active(core::MonoMillis()) && !(guard_conn.ws & kAddrChecked)) {
+    // Some address is being refused: this LOGIN waits until its own address is known (OnPeerAddress).
+    pending_logins_[id] = PendingLogin{h, std::vector<uint8_t>(body.begin(), body.end())};
+    guard_conn.state = ConnState::kCheckingAddress;
+    LearnAddress(id, kOpPeerAddrCheck);
+    return false;
+  }
   proto::LoginBody login;
   if (!proto::Decode(body, &login)) {
-    stats_.login_failures_total.Inc();
+    LoginFailed(id);
     SendError(id, h.request_id, proto::ErrorCode::kMalformedBody, "malformed login body");
     CloseAfterFlush(id, CloseReason::k_malformed_body);
     return false;
   }
+  uint64_t expiry = 0;
   if (cfg_.auth == AuthMode::kToken) {
     proto::TokenResult r = proto::VerifyToken(cfg_.auth_secret, login.token, login.user_id, login.device_id,
-                                            core::UnixMillis() / 1000);
+                                              core::UnixMillis() / 1000, &expiry);
     if (r != proto::TokenResult::kOk) {
-      stats_.login_failures_total.Inc();
+      LoginFailed(id);
       proto::LoginAckBody ack;
       ack.status = static_cast<uint16_t>(proto::LoginStatus::kAuthFailed);
       std::string msg = std::string("authentication failed: ") + std::string(proto::TokenResultName(r));
@@ -126,6 +141,7 @@ bool Shard::HandleLogin(uint32_t id, const proto::Header& h, std::span<const uin
   c.device_id = login.device_id;
   c.platform = login.platform;
   wheel_.Cancel(TimerId(id, kTimerSession));
+  if (conns_.has_expiry()) conns_.set_expiry(id, static_cast<uint32_t>(std::min<uint64_t>(expiry, UINT32_MAX)));
   uint32_t owner = OwnerShard(login.user_id);
   if (owner == id_) {
     CompleteLogin(id, h.request_id, start_ns);
@@ -133,6 +149,130 @@ bool Shard::HandleLogin(uint32_t id, const proto::Header& h, std::span<const uin
   }
   StartMigration(id, owner, h.request_id, start_ns);
   return false;
+}
+
+void Shard::LoginFailed(uint32_t id) {
+  stats_.login_failures_total.Inc();
+  if (login_guard_.enabled()) LearnAddress(id, kOpPeerAddrFailed);
+}
+
+void Shard::LearnAddress(uint32_t id, Op purpose) {
+  const Conn& c = conns_[id];
+  core::PrepFixedFdInstall(ring_, c.file_slot, PackUserData(purpose, c.gen, id));
+}
+
+namespace {
+
+// The source address of a socket descriptor, IPv4 mapped into IPv6.
+bool PeerOf(int fd, PeerAddress* out) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return false;
+  if (ss.ss_family == AF_INET6) {
+    std::memcpy(out->bytes, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, 16);
+    bool mapped = out->bytes[10] == 0xff && out->bytes[11] == 0xff &&
+                  std::all_of(out->bytes, out->bytes + 10, [](uint8_t b) { return b == 0; });
+    if (!mapped) std::memset(out->bytes + 8, 0, 8);  // the /64
+    return true;
+  }
+  if (ss.ss_family == AF_INET) {
+    out->bytes[10] = out->bytes[11] = 0xff;
+    std::memcpy(out->bytes + 12, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, 4);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+void Shard::OnPeerAddress(const io_uring_cqe* cqe, Op purpose) {
+  core::UserData ud = UnpackUserData(cqe->user_data);
+  PeerAddress addr;
+  bool known = false;
+  if (cqe->res >= 0) {
+    known = PeerOf(cqe->res, &addr);
+    close(cqe->res);
+  }
+  uint64_t now_ms = core::MonoMillis();
+  if (purpose == kOpPeerAddrFailed) {
+    if (known && login_guard_.Failed(addr, now_ms)) {
+      stats_.login_blocked_addresses.Set(static_cast<int64_t>(login_guard_.blocked(now_ms)));
+    }
+    return;
+  }
+  if (core::IsStale(ud, conns_.high_water(), ud.slot < conns_.high_water() ? conns_[ud.slot].gen : 0)) return;
+  uint32_t id = ud.slot;
+  auto it = pending_logins_.find(id);
+  if (conns_[id].state != ConnState::kCheckingAddress || it == pending_logins_.end()) return;
+  PendingLogin login = std::move(it->second);
+  pending_logins_.erase(it);
+  Conn& c = conns_[id];
+  c.state = ConnState::kAwaitLogin;
+  // An address that cannot be learned (a kernel without FIXED_FD_INSTALL) is let through: the guard then
+  // only counts.
+  if (known && login_guard_.Blocked(addr, now_ms)) {
+    stats_.login_throttled_total.Inc();
+    proto::LoginAckBody ack;
+    ack.status = static_cast<uint16_t>(proto::LoginStatus::kServerBusy);
+    ack.message = "too many failed logins from this address; retry later";
+    ack.server_time_ms = core::UnixMillis();
+    EnqueueFrame(id, login.header.request_id, ack);
+    CloseAfterFlush(id, CloseReason::k_login_throttled);
+    return;
+  }
+  c.ws |= kAddrChecked;
+  bool go_on = HandleLogin(id, login.header, login.body);  // HandleFrame counted the frame already
+  Conn& after = conns_[id];
+  // Whatever followed the LOGIN waited in the carry; a connection that moved shards took it along.
+  if (go_on && after.carry != nullptr &&
+      (after.state == ConnState::kActive || after.state == ConnState::kAwaitLogin)) {
+    Carry* k = after.carry;
+    after.carry = nullptr;
+    Consume(id, k->data, k->len);
+    std::free(k);
+  }
+  Conn& last = conns_[id];
+  if ((last.state == ConnState::kActive || last.state == ConnState::kAwaitLogin) && !(last.flags & kCloseAfterFlush)) {
+    ArmRecv(id);
+  }
+}
+
+bool Shard::HandleRelogin(uint32_t id, const proto::Header& h, std::span<const uint8_t> body) {
+  Conn& c = conns_[id];
+  proto::LoginBody login;
+  if (!proto::Decode(body, &login)) {
+    SendError(id, h.request_id, proto::ErrorCode::kMalformedBody, "malformed LOGIN body");
+    CloseAfterFlush(id, CloseReason::k_malformed_body);
+    return false;
+  }
+  if (cfg_.auth != AuthMode::kToken || login.user_id != c.user_id || login.device_id != c.device_id) {
+    SendError(id, h.request_id, proto::ErrorCode::kAlreadyLoggedIn, "already logged in");
+    return c.state == ConnState::kActive;
+  }
+  // The same user and device with a fresh token: the session lives on under the new expiry.
+  uint64_t expiry = 0;
+  proto::TokenResult r = proto::VerifyToken(cfg_.auth_secret, login.token, login.user_id, login.device_id,
+                                            core::UnixMillis() / 1000, &expiry);
+  proto::LoginAckBody ack;
+  ack.server_time_ms = core::UnixMillis();
+  if (r != proto::TokenResult::kOk) {
+    LoginFailed(id);
+    ack.status = static_cast<uint16_t>(proto::LoginStatus::kAuthFailed);
+    std::string msg = std::string("token refresh failed: ") + std::string(proto::TokenResultName(r));
+    ack.message = msg;
+    EnqueueFrame(id, h.request_id, ack);
+    CloseAfterFlush(id, CloseReason::k_auth_failed);
+    return false;
+  }
+  stats_.token_refreshes_total.Inc();
+  conns_.set_expiry(id, static_cast<uint32_t>(std::min<uint64_t>(expiry, UINT32_MAX)));
+  ack.status = static_cast<uint16_t>(proto::LoginStatus::kOk);
+  ack.heartbeat_interval_ms = cfg_.heartbeat_interval_ms;
+  ack.heartbeat_timeout_ms = cfg_.heartbeat_timeout_ms;
+  ack.session_id = SessionOf(id).session_id;
+  EnqueueFrame(id, h.request_id, ack);
+  wheel_.Arm(TimerId(id, kTimerSession), SessionDeadlineTick(id));
+  return conns_[id].state == ConnState::kActive;
 }
 
 void Shard::CompleteLogin(uint32_t id, uint32_t request_id, uint64_t start_ns) {
@@ -173,7 +313,7 @@ void Shard::CompleteLogin(uint32_t id, uint32_t request_id, uint64_t start_ns) {
   stats_.login_latency_seconds.Observe(static_cast<double>(core::MonoNanos() - start_ns) * 1e-9);
   Conn& c2 = conns_[id];
   c2.last_rx_tick = static_cast<uint32_t>(NowTick());
-  wheel_.Arm(TimerId(id, kTimerSession), NowTick() + (cfg_.heartbeat_timeout_ms + tick_ms_ - 1) / tick_ms_);
+  wheel_.Arm(TimerId(id, kTimerSession), SessionDeadlineTick(id));
 }
 
 void Shard::StartMigration(uint32_t id, uint32_t owner, uint32_t request_id, uint64_t start_ns) {
@@ -204,12 +344,11 @@ void Shard::OnMigrateOut(uint32_t id, const io_uring_cqe* cqe) {
   }
   MigrateMsg m{};
   m.user = c.user_id;
-  m.start_ns = mig.start_ns;
+  m.start_ns = mig.start_ns | ((c.ws & kWsOpen) ? kMigrateWsBit : 0);
   m.device = c.device_id;
   m.request_id = mig.request_id;
-  m.token = mig.token;
-  m.platform = c.platform;
-  m.websocket = (c.ws & kWsOpen) != 0;
+  m.token_platform = (mig.token & 0xffffff) | (static_cast<uint32_t>(c.platform) << 24);
+  m.expiry = conns_.has_expiry() ? conns_.expiry(id) : 0;
   // The bytes that followed LOGIN travel along; handed back here once the owner parsed them.
   Post(mig.owner, core::ShardMessage::Of(kMsgMigrate, m, c.carry));
   c.carry = nullptr;
@@ -249,14 +388,15 @@ void Shard::FinishMigrateIn(uint64_t key, PendingMigration& p) {
   }
   Conn& c = conns_[id];
   c.file_slot = slot;
-  if (m.websocket) c.ws = kWsTransport | kWsOpen;
+  if (m.start_ns & kMigrateWsBit) c.ws = kWsTransport | kWsOpen;
   stats_.connections[TransportOf(id)].Add(1);
   c.state = ConnState::kAwaitLogin;
   c.user_id = m.user;
   c.device_id = m.device;
-  c.platform = m.platform;
+  c.platform = static_cast<uint8_t>(m.token_platform >> 24);
   c.last_rx_tick = static_cast<uint32_t>(NowTick());
-  CompleteLogin(id, m.request_id, m.start_ns);
+  if (conns_.has_expiry()) conns_.set_expiry(id, m.expiry);
+  CompleteLogin(id, m.request_id, m.start_ns & ~kMigrateWsBit);
   if (conns_[id].state == ConnState::kActive) {
     if (draining_) {
       SendGoaway(id);

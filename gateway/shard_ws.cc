@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "absl/strings/ascii.h"
 #include "gateway/shard.h"
 #include "protocol/ws_upgrade.h"
 
@@ -76,6 +77,7 @@ uint16_t Shard::WsCloseCodeFor(CloseReason reason) {
     case CloseReason::k_ws_message_too_large:
       return static_cast<uint16_t>(ws::CloseCode::kMessageTooBig);
     case CloseReason::k_kicked:
+    case CloseReason::k_auth_expired:
     case CloseReason::k_not_logged_in:
     case CloseReason::k_auth_failed:
     case CloseReason::k_login_rejected:
@@ -124,9 +126,7 @@ void Shard::ConsumeUpgrade(uint32_t id, uint8_t* data, uint32_t len) {
     return;
   }
   // Browsers always send Origin; other clients need not, and an allow-list cannot vouch for them anyway.
-  if (req.has_origin && !cfg_.ws_allowed_origins.empty() &&
-      std::find(cfg_.ws_allowed_origins.begin(), cfg_.ws_allowed_origins.end(), req.origin) ==
-          cfg_.ws_allowed_origins.end()) {
+  if (req.has_origin && !OriginAllowed(req.origin, req.host)) {
     WsReject(id, 403, CloseReason::k_ws_bad_origin, kWsUpgradeBadOrigin);
     return;
   }
@@ -154,6 +154,26 @@ void Shard::ConsumeUpgrade(uint32_t id, uint8_t* data, uint32_t len) {
   uint32_t rest = static_cast<uint32_t>(head.size() - req.header_size);
   if (rest > 0) ConsumeWsFrames(id, head.data() + req.header_size, rest);
   std::free(k);
+}
+
+bool Shard::OriginAllowed(std::string_view origin, std::string_view host) const {
+  if (cfg_.ws_any_origin) return true;
+  if (!cfg_.ws_allowed_origins.empty()) {
+    return std::find(cfg_.ws_allowed_origins.begin(), cfg_.ws_allowed_origins.end(), origin) !=
+           cfg_.ws_allowed_origins.end();
+  }
+  // Same host: "scheme://host[:port]" against "host[:port]", ports ignored (the web chat page is served by
+  // the admin port, another port of the same host). "[v6]:port" keeps its brackets on both sides.
+  auto host_of = [](std::string_view hp) {
+    if (!hp.empty() && hp[0] == '[') return hp.substr(0, hp.find(']') + 1);
+    return hp.substr(0, hp.find(':'));
+  };
+  size_t scheme = origin.find("://");
+  if (scheme == std::string_view::npos) return false;  // "null" (a sandboxed page or a file) and the like
+  std::string_view a = host_of(origin.substr(scheme + 3));
+  std::string_view b = host_of(host);
+  return !a.empty() && a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return absl::ascii_tolower(x) == absl::ascii_tolower(y); });
 }
 
 void Shard::WsReject(uint32_t id, uint16_t http_status, CloseReason reason, size_t result) {

@@ -15,6 +15,7 @@ namespace longlink::gateway {
 
 // Why a connection closed: the `reason` label of longlink_gateway_closes_total.
 #define LONGLINK_CLOSE_REASONS(R) \
+  R(auth_expired)                 \
   R(auth_failed)                  \
   R(bad_frame)                    \
   R(draining)                     \
@@ -22,6 +23,7 @@ namespace longlink::gateway {
   R(heartbeat_timeout)            \
   R(kicked)                       \
   R(login_rejected)               \
+  R(login_throttled)              \
   R(login_timeout)                \
   R(logout)                       \
   R(malformed_body)               \
@@ -60,17 +62,21 @@ std::string_view CloseReasonName(CloseReason r);
   C(heartbeat_timeouts_total, "Connections closed for missing heartbeats")                           \
   C(kicks_total, "Sessions kicked (duplicate device login or by request)")                           \
   C(login_failures_total, "Login attempts rejected (bad token, malformed login, backend denial)")    \
+  C(login_throttled_total, "Logins refused because their source address failed too many (--max-login-failures)") \
   C(logins_total, "Successful logins")                                                               \
   C(mailbox_calls_total, "Calls run on the shard for threads outside the shards (admin API, backend clients)") \
   C(migrations_total, "Connections moved to their user's owner shard at login")                      \
+  C(sessions_expired_total, "Sessions kicked (AUTH_EXPIRED) at their token's expiry plus --token-grace") \
   C(slow_consumers_total, "Connections closed because their output queue passed --max-pending-bytes") \
   C(stale_completions_total, "Completions dropped because their connection was closed and reused")   \
+  C(token_refreshes_total, "Tokens renewed on a live session (a second LOGIN of the same user and device)") \
   C(write_timeouts_total, "Connections closed because a send made no progress in time")
 
 // Gauges with one series per shard (label `shard`).
 #define LONGLINK_GATEWAY_SHARD_GAUGES(G)                                                               \
   G(cross_shard_queue_depth, "Messages waiting in the queues into each shard (read at scrape time)")  \
   G(draining, "1 while the shard drains (SIGTERM: GOAWAY sent, answering what it accepted)")         \
+  G(login_blocked_addresses, "Source addresses whose logins are refused for failing too often")      \
   G(pending_send_bytes, "Bytes queued for sending, by shard")                                        \
   G(recv_buffers, "Receive buffers in each shard's buffer ring")
 

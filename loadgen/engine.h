@@ -53,6 +53,9 @@ struct EngineConfig {
   double msg_rate_per_client = 0;  // messages per second per logged-in client
   uint32_t payload_bytes = 64;     // >= 8: the intended send time travels in the payload
   uint32_t devices_per_user = 1;
+  // Users (and groups) are numbered from 1 inside the engine and from this id on the wire, so two generators
+  // with disjoint ranges can share one gateway (scenario auth.first_user_id).
+  uint64_t first_user_id = 1;
   // Targets are a function of (sender, message seq), so the ledger recomputes a message's recipients from
   // its id.
   TargetSelection message_targets = TargetSelection::kRandomUser;

@@ -192,6 +192,8 @@ class LoadShard::Impl {
 
   void ArmTimer(uint32_t local, uint64_t at_ns) { wheel_.Arm(local, NsToTick(at_ns)); }
   uint64_t UserOf(uint32_t index) const { return index / cfg_.devices_per_user + 1; }
+  // A user or group number of the engine (1-based) as the gateway knows it (auth.first_user_id).
+  uint64_t Wire(uint64_t id) const { return id + cfg_.first_user_id - 1; }
   uint32_t DeviceOf(uint32_t index) const { return index % cfg_.devices_per_user + 1; }
   bool Running(uint64_t now) const { return now < e_->end_ns() && !e_->stop().load(std::memory_order_relaxed); }
   // The interval between PINGs now: longer in the background, but never past 80% of the server's timeout

@@ -99,6 +99,7 @@ absl::StatusOr<ll::EngineConfig> ToEngineConfig(const ll::Scenario& s) {
       break;
   }
   c.devices_per_user = std::max<uint32_t>(1, s.auth.devices_per_user);
+  c.first_user_id = s.auth.first_user_id;
   c.message_targets = s.messaging.targets;
   if (s.messaging.targets == ll::TargetSelection::kGroups) {
     c.group_count = s.messaging.groups.count;

@@ -5,11 +5,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <sstream>
+#include <string>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "yaml-cpp/eventhandler.h"
 
 namespace longlink::loadgen::scenario_internal {
 
@@ -172,20 +175,46 @@ absl::StatusOr<MapView> MapView::Open(const YAML::Node& node, std::string path,
   return v;
 }
 
+namespace {
+
+// Counts documents and ignores their content.
+class DocumentCounter final : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+}  // namespace
+
 absl::StatusOr<YAML::Node> ParseDocument(absl::string_view text, absl::string_view origin) {
-  std::vector<YAML::Node> docs;
+  std::string copy(text);
+  YAML::Node doc;
   try {
-    docs = YAML::LoadAll(std::string(text));
+    // Documents are counted with the event parser, stopping at the second: yaml-cpp 0.7's LoadAll never
+    // ends on some inputs (a lone "," yields empty documents until memory runs out; found by scenario_fuzz).
+    std::istringstream in(copy);
+    YAML::Parser parser(in);
+    DocumentCounter counter;
+    int docs = 0;
+    while (docs < 2 && parser.HandleNextDocument(counter)) ++docs;
+    if (docs > 1) {
+      return absl::InvalidArgumentError(absl::StrCat(origin, ": holds more than one YAML document; expected one"));
+    }
+    doc = YAML::Load(copy);
   } catch (const YAML::ParserException& e) {
     return absl::InvalidArgumentError(
         absl::StrCat(origin, ":", e.mark.line + 1, ":", e.mark.column + 1, ": YAML syntax error: ", e.msg));
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(origin, ": YAML error: ", e.what()));
   }
-  if (docs.size() > 1) {
-    return absl::InvalidArgumentError(absl::StrCat(origin, ": holds ", docs.size(), " YAML documents; expected one"));
-  }
-  return docs.empty() ? YAML::Node() : docs[0];
+  return doc;
 }
 
 absl::Status Locate(const absl::Status& status, absl::string_view origin, const Marks& marks, const FlagPaths& flags) {

@@ -17,7 +17,7 @@ namespace proto = longlink::protocol;
 void LoadShard::Impl::SendLogin(uint32_t local, uint64_t now) {
   Client& c = clients_[local];
   proto::LoginBody login;
-  login.user_id = UserOf(c.index);
+  login.user_id = Wire(UserOf(c.index));
   login.device_id = DeviceOf(c.index);
   login.platform = 2;
   std::string token;
@@ -90,7 +90,8 @@ void LoadShard::Impl::HandleFrame(uint32_t local, const proto::Header& h, std::s
       }
       c.hb_streak = 0;
       c.syncing = 0;
-      c.seen_above = 0;
+      // seen_above is kept: the seqs it marks were shown already, and a SYNC from the cursor after this
+      // login returns them again (clearing it once counted such a replay as a duplicate delivery).
       BecomeOnline(local, now);
       if (cfg_.bg_switches_per_hour > 0 && c.next_bg == kNever) c.next_bg = DrawBackgroundSwitch(c, now);
       // SYNC from the last contiguous seq after every login: what arrived while offline comes now.

@@ -71,7 +71,7 @@ void LoadShard::Impl::StartGroupSetup(uint32_t local) {
   for (uint32_t k = 0; k < c.groups_pending; ++k) {
     // Create, which makes us the first member; if someone was first, join instead (OnGroupReply).
     proto::GroupCreateBody create;
-    create.group_id = groups[k] + 1;
+    create.group_id = Wire(groups[k] + 1);
     Queue(local, kGroupRequest | k, create);
   }
   if (c.groups_pending == 0) c.groups_done = 1;
@@ -207,6 +207,7 @@ void LoadShard::Impl::Drive(uint32_t local, uint64_t now) {
         c.next_msg += static_cast<uint64_t>(interval_ns);
         continue;
       }
+      send.target_id = Wire(send.target_id);
       c.seq = seq;
       const uint64_t id = MakeMessageId(c.index, seq);
       send.client_msg_id = e_->WireId(id);

@@ -83,6 +83,7 @@ enum class ErrorCode : uint16_t {
   kUnsupported = 5,
   kInternal = 6,
   kBackendUnavailable = 7,
+  kLimitExceeded = 8,  // a per-device limit was reached (the message names it); the request was not applied
 };
 
 // LOGIN_ACK status.
@@ -100,6 +101,7 @@ enum class SendStatus : uint16_t {
   kRejected = 2,
   kTooLarge = 3,
   kUnavailable = 4,
+  kRateLimited = 5,  // over the device's SEND rate; retry later with the same client_msg_id
 };
 
 // KICK reasons.
@@ -119,6 +121,8 @@ enum class GroupStatus : uint16_t {
   kNotMember = 3,
   kBadRequest = 4,
   kUnavailable = 5,
+  kFull = 6,         // the group has the most members the server allows
+  kRateLimited = 7,  // over the device's rate of group changes; retry later
 };
 
 // The id lists of GROUP_REPLY and PRESENCE_SUBSCRIBE are `bytes` holding n big-endian u64s; Decode rejects

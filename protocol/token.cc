@@ -117,7 +117,7 @@ std::string MintToken(std::string_view secret, uint64_t user_id, uint32_t device
 }
 
 TokenResult VerifyToken(std::string_view secret, std::string_view token, uint64_t user_id, uint32_t device_id,
-                        uint64_t now_unix_s) {
+                        uint64_t now_unix_s, uint64_t* expiry_unix_s) {
   // Bounds the work an attacker can ask for before anything is parsed.
   if (token.size() > kMaxTokenChars) {
     return TokenResult::kMalformed;
@@ -161,6 +161,7 @@ TokenResult VerifyToken(std::string_view secret, std::string_view token, uint64_
   if (now_unix_s > token_expiry) {
     return TokenResult::kExpired;
   }
+  if (expiry_unix_s != nullptr) *expiry_unix_s = token_expiry;
   return TokenResult::kOk;
 }
 

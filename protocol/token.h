@@ -25,8 +25,9 @@ std::string MintToken(std::string_view secret, uint64_t user_id, uint32_t device
 
 // Verifies signature (constant-time), expiry against now_unix_s, and that the token names user_id and
 // device_id. Checks, first failure wins: malformed, bad signature, wrong user, wrong device, expired
-// (now_unix_s > expiry; a token is still valid during its expiry second).
+// (now_unix_s > expiry; a token is still valid during its expiry second). On kOk, *expiry_unix_s (if given)
+// is the token's expiry, which bounds the session it opens.
 TokenResult VerifyToken(std::string_view secret, std::string_view token, uint64_t user_id, uint32_t device_id,
-                        uint64_t now_unix_s);
+                        uint64_t now_unix_s, uint64_t* expiry_unix_s = nullptr);
 
 }  // namespace longlink::protocol

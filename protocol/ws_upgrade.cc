@@ -121,7 +121,20 @@ HeadScan FindHead(std::span<const uint8_t> in, std::string_view prefix, UpgradeE
     scan.error = prefix_error;
     return scan;
   }
-  const size_t end = text.substr(0, max_bytes).find(kEndOfHead);
+  const std::string_view scanned = text.substr(0, max_bytes);
+  const size_t end = scanned.find(kEndOfHead);
+  // Lines end with CRLF only. A bare LF or CR is refused as soon as it arrives: a peer that ends its lines
+  // with LF alone would otherwise wait for a CRLF CRLF that never comes (until the login timeout).
+  const std::string_view upto = end == std::string_view::npos ? scanned : scanned.substr(0, end + kEndOfHead.size());
+  for (size_t i = 0; i < upto.size(); ++i) {
+    const bool bare_lf = upto[i] == '\n' && (i == 0 || upto[i - 1] != '\r');
+    const bool bare_cr = upto[i] == '\r' && i + 1 < upto.size() && upto[i + 1] != '\n';
+    if (bare_lf || bare_cr) {
+      scan.status = UpgradeStatus::kError;
+      scan.error = UpgradeError::kMalformed;
+      return scan;
+    }
+  }
   if (end == std::string_view::npos) {
     if (text.size() >= max_bytes) {
       scan.status = UpgradeStatus::kError;

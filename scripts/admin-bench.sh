@@ -31,7 +31,7 @@ fi
 work=$(mktemp -d)
 trap '{ kill -9 $gw_pid && wait $gw_pid; } 2>/dev/null || true; rm -rf "$work"' EXIT
 "$gateway" --bind=127.0.0.1 --port=0 --metrics-bind=127.0.0.1 --metrics-port=0 --admin-port=0 \
-  --shards="$shards" --data-dir="$work/data" >"$work/gw.out" 2>"$work/gw.err" &
+  --shards="$shards" --data-dir="$work/data" --auth=none >"$work/gw.out" 2>"$work/gw.err" &
 gw_pid=$!
 wait_gateway "$work/gw.out" "$work/gw.err"
 aport=$(sed -E 's/.* admin=([0-9]+).*/\1/' <<<"$gw_line")

@@ -50,7 +50,7 @@ log=$(mktemp -d)
 trap 'kill $gw_pid 2>/dev/null || true; rm -rf "$log"' EXIT
 build-release/gateway/longlink-gateway --bind=0.0.0.0 --port=0 --metrics-bind=127.0.0.1 --metrics-port=0 \
   --shards="$shards" --max-conns-per-shard="$per_shard" --heartbeat-interval="${hb}s" --heartbeat-timeout="$((3 * hb))s" \
-  --backend=echo >"$log/gw.out" 2>"$log/gw.err" &
+  --backend=echo --auth=none >"$log/gw.out" 2>"$log/gw.err" &
 gw_pid=$!
 wait_gateway "$log/gw.out" "$log/gw.err"
 echo "$gw_line"

@@ -47,7 +47,7 @@ cmake --build build-release --target longlink-gateway longlink-loadgen -j"$(npro
 work=$(mktemp -d)
 trap '{ kill -9 $gw_pid && wait $gw_pid; } 2>/dev/null || true; rm -rf "$work"' EXIT
 build-release/gateway/longlink-gateway --bind=127.0.0.1 --port=0 --metrics-bind=127.0.0.1 --metrics-port=0 \
-  --shards="$gshards" --backend="$backend" --fsync="$fsync" --data-dir="$work/data" --heartbeat-interval=30s \
+  --shards="$gshards" --backend="$backend" --fsync="$fsync" --data-dir="$work/data" --auth=none --heartbeat-interval=30s \
   >"$work/gw.out" 2>"$work/gw.err" &
 gw_pid=$!
 wait_gateway "$work/gw.out" "$work/gw.err"

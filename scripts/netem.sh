@@ -331,7 +331,7 @@ fi
 
 # The gateway, bound to every address of its namespace.
 ip netns exec "$GW_NS" "$gateway" --bind=0.0.0.0 --port="$PORT" --metrics-port=-1 --shards="$shards" --backend=local --data-dir="$log/data" \
-  --heartbeat-interval=5s --heartbeat-timeout=60s --drain-seconds=1 >"$log/gw.out" 2>"$log/gw.err" 9>&- &
+  --auth=none --heartbeat-interval=5s --heartbeat-timeout=60s --drain-seconds=1 >"$log/gw.out" 2>"$log/gw.err" 9>&- &
 gw_pid=$!
 for _ in $(seq 100); do grep -q listening "$log/gw.out" 2>/dev/null && break; sleep 0.1; done
 grep -q listening "$log/gw.out" || { echo "netem.sh: the gateway did not start:" >&2; cat "$log/gw.err" >&2; exit 1; }

@@ -83,6 +83,6 @@ EOF
 
 echo "ws-bench: $conns connections, $rate msg/s each, $duration, loadgen ws-echo (--shards=2, 8 target addresses)"
 run_one longlink "$port_gw" /echo -- "$gateway" --bind=0.0.0.0 --port=0 --metrics-port=-1 --shards=1 \
-  --ws-port="$port_gw" --ws-echo-path=/echo --backend=echo
+  --ws-port="$port_gw" --ws-echo-path=/echo --backend=echo --auth=none
 run_one bun "$port_bun" / -- "$bun" "$bench/bun-echo.js" "$port_bun"
 run_one ws "$port_ws" / -- node "$bench/ws-echo.js" "$port_ws"

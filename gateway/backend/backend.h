@@ -187,6 +187,9 @@ class Backend {
   virtual bool Idle() const { return true; }
   // The shard's loop ended (after draining): finish writing and syncing, on the shard thread.
   virtual void OnStop() {}
+  // Any thread (the /readyz handler): false while this instance cannot take new work (its storage or its
+  // messaging system failed); it answers such work with a retryable status meanwhile.
+  virtual bool Ready() const { return true; }
 
   // The backend's statistics, exported as longlink_backend_<name>_<metric> and in the admin API's
   // /v1/stats. VisitStats runs on any thread and reads only metric cells; RefreshStats runs on the shard

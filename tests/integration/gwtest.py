@@ -8,7 +8,7 @@ import unittest
 
 import llclient as ll
 
-CLOSE_REASONS = ("auth_failed", "bad_frame", "draining", "frame_too_large", "heartbeat_timeout", "kicked",
+CLOSE_REASONS = ("auth_expired", "auth_failed", "bad_frame", "draining", "frame_too_large", "heartbeat_timeout", "kicked",
                  "login_rejected", "login_timeout", "logout", "malformed_body", "migrate_failed", "not_logged_in",
                  "peer_closed", "read_error", "slow_consumer", "write_error", "write_timeout", "ws_bad_message",
                  "ws_bad_origin", "ws_bad_path", "ws_bad_upgrade", "ws_invalid_utf8", "ws_message_too_large",

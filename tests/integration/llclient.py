@@ -146,9 +146,11 @@ def parse(op, body):
 
 
 class Client:
-    def __init__(self, port, host="127.0.0.1", timeout=5.0, rcvbuf=None):
+    def __init__(self, port, host="127.0.0.1", timeout=5.0, rcvbuf=None, source=None):
         if rcvbuf is None:
-            self.sock = socket.create_connection((host, port), timeout=timeout)
+            # source: the local address to connect from (any of 127.0.0.0/8 works on loopback).
+            self.sock = socket.create_connection((host, port), timeout=timeout,
+                                                 source_address=(source, 0) if source else None)
         else:
             # SO_RCVBUF must be set before connecting to bound the advertised window.
             family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
@@ -428,12 +430,21 @@ class Metrics:
 
 
 def mint_token(secret, user, device, ttl="1h"):
-    """A login token from the gateway's own mint-token command."""
+    """A token from the gateway's own `mint-token` command (a positive ttl such as "1h" or "2s")."""
     out = subprocess.run([gateway_binary(), "mint-token", "--auth-secret=" + secret, "--user=%d" % user,
                           "--device=%d" % device, "--ttl=" + ttl], capture_output=True, text=True, timeout=10)
     if out.returncode != 0:
         raise RuntimeError("mint-token failed: %s" % out.stderr)
     return out.stdout.strip()
+
+
+def token_with_expiry(secret, user, device, expiry_unix_s):
+    """A token with any expiry (past ones included), built here from docs/protocol.md 6.1: the gateway's
+    mint-token refuses to mint an expired one."""
+    import hashlib
+    import hmac
+    payload = "%d.%d.%d" % (user, device, expiry_unix_s)
+    return payload + "." + hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
 
 
 class Gateway:
@@ -442,13 +453,16 @@ class Gateway:
     With the local backend (the default) the gateway gets a fresh temporary --data-dir, removed by terminate(),
     unless `data_dir` is given (kept: a restart on it sees the same data) or the args name --data-dir."""
 
-    def __init__(self, *args, shards=2, data_dir=None, port=0):
+    def __init__(self, *args, shards=2, data_dir=None, port=0, env=None):
         args = list(args)
         # Suites written against the echo backend's semantics (a seq-0 PUSH back for every SEND) run with
         # LONGLINK_TEST_BACKEND=echo (tests/integration/CMakeLists.txt).
         default_backend = os.environ.get("LONGLINK_TEST_BACKEND")
         if default_backend and not any(a.startswith("--backend") for a in args):
             args.append("--backend=" + default_backend)
+        # The gateway's default is --auth=token; tests that do not test authentication trust user ids.
+        if not any(a.startswith("--auth=") or a == "--auth" for a in args):
+            args.append("--auth=none")
         self.tmp_dir = None
         self.data_dir = data_dir
         uses_local = not any(a in ("--backend=echo", "--backend", "echo") for a in args)
@@ -460,7 +474,8 @@ class Gateway:
         cmd = [gateway_binary(), "--port=%d" % port, "--metrics-port=0", "--bind=127.0.0.1",
                "--metrics-bind=127.0.0.1", "--shards=%d" % shards] + args
         self.cmd = cmd
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        full_env = dict(os.environ, **env) if env else None
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
         self.banner = None
         line = self.proc.stdout.readline()
         m = re.search(r"listening on [^ ]+:(\d+) shards=\d+ metrics=(-?\d+)", line)

@@ -5,7 +5,7 @@ import unittest
 
 import llclient as ll
 
-BASE = ["--port=0", "--metrics-port=0", "--bind=127.0.0.1", "--metrics-bind=127.0.0.1", "--shards=1"]
+BASE = ["--port=0", "--metrics-port=0", "--bind=127.0.0.1", "--metrics-bind=127.0.0.1", "--shards=1", "--auth=none"]
 
 
 class BadFlagsTest(unittest.TestCase):
@@ -86,6 +86,30 @@ class BadFlagsTest(unittest.TestCase):
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         gw = ll.Gateway("--max-conns-per-shard=%d" % nofile, shards=1)
         self.assertEqual(gw.terminate(), 0)
+
+    def test_token_auth_is_the_default_and_needs_a_secret(self):
+        out = subprocess.run([ll.gateway_binary(), "--port=0", "--metrics-port=-1", "--bind=127.0.0.1"],
+                             capture_output=True, text=True, timeout=10)
+        self.assertEqual(out.returncode, 2, out.stderr)
+        self.assertIn("--auth: token (the default) needs --auth-secret", out.stderr)
+        self.assertNotIn("listening", out.stdout)
+
+    def test_exposed_settings_are_warned_about(self):
+        gw = ll.Gateway("--auth=none", "--bind=0.0.0.0", "--admin-port=0", "--admin-bind=0.0.0.0", shards=1)
+        self.assertEqual(gw.terminate(), 0)
+        self.assertIn("WARNING: --auth=none on 0.0.0.0", gw.stderr_text)
+        self.assertIn("WARNING: the admin API on 0.0.0.0 has no --admin-token", gw.stderr_text)
+        gw = ll.Gateway("--auth=none", "--admin-port=0", shards=1)  # loopback: nothing to warn about
+        self.assertEqual(gw.terminate(), 0)
+        self.assertNotIn("WARNING", gw.stderr_text)
+
+    def test_mint_token_refuses_a_token_that_is_already_expired(self):
+        for ttl in ("-10s", "0s"):
+            out = subprocess.run([ll.gateway_binary(), "mint-token", "--auth-secret=s", "--user=1", "--device=1",
+                                  "--ttl=" + ttl], capture_output=True, text=True, timeout=10)
+            self.assertEqual(out.returncode, 2, ttl)
+            self.assertIn("--ttl", out.stderr)
+            self.assertEqual(out.stdout, "")
 
     def test_unknown_command(self):
         out = subprocess.run([ll.gateway_binary(), "frobnicate"], capture_output=True, text=True, timeout=10)

@@ -276,6 +276,36 @@ class RawWebSocketTest(WsTestCase):
         self.assertWsClosed(c, 1000)
 
 
+class DefaultOriginTest(GatewayTestCase):
+    """Without --ws-allowed-origins a browser page may open a session only from the gateway's own host (any
+    port: the web chat page comes from the admin port); clients that send no Origin are not affected."""
+    gateway_args = ("--ws-port=0", "--backend=echo")
+
+    def handshake(self, origin=None, host="127.0.0.1:8080"):
+        c = ll.WsClient(self.gw.ws_port, upgrade=False)
+        self.clients.append(c)
+        return c.handshake(ll.ws_upgrade_request(host=host, origin=origin))
+
+    def test_same_host_only(self):
+        self.assertEqual(self.handshake(), 101)
+        self.assertEqual(self.handshake("http://127.0.0.1:9000"), 101)
+        self.assertEqual(self.handshake("https://127.0.0.1"), 101)
+        self.assertEqual(self.handshake("http://CHAT.example:1", host="chat.example"), 101)
+        self.assertEqual(self.handshake("http://[::1]:9000", host="[::1]:7001"), 101)
+        for origin in ("https://evil.example", "http://127.0.0.2:8080", "null", "http://127.0.0.1.evil.example"):
+            with self.subTest(origin=origin):
+                self.assertEqual(self.handshake(origin), 403)
+
+
+class AnyOriginTest(GatewayTestCase):
+    gateway_args = ("--ws-port=0", "--backend=echo", "--ws-allowed-origins=*")
+
+    def test_star_allows_any(self):
+        c = ll.WsClient(self.gw.ws_port, upgrade=False)
+        self.clients.append(c)
+        self.assertEqual(c.handshake(ll.ws_upgrade_request(origin="https://anywhere.example")), 101)
+
+
 class UpgradeTest(WsTestCase):
     """The HTTP handshake: statuses for a wrong path, a bad Origin, a bad version, a too large head."""
 
@@ -296,6 +326,12 @@ class UpgradeTest(WsTestCase):
         self.reject(ll.ws_upgrade_request(origin="https://evil.example"), 403, "ws_bad_origin", "bad_origin")
         c = self.ws(upgrade=False)
         self.assertEqual(c.handshake(ll.ws_upgrade_request(origin="https://ok.example")), 101)
+
+    def test_bare_lf_head_is_400_at_once(self):
+        """LF-only line endings are refused when they arrive, not held until the login timeout."""
+        start = time.monotonic()
+        self.reject(b"GET / HTTP/1.1\nHost: x\nUpgrade: websocket\n", 400, "ws_bad_upgrade", "malformed")
+        self.assertLess(time.monotonic() - start, 3)
 
     def test_version_is_426(self):
         c = self.reject(ll.ws_upgrade_request(version="8"), 426, "ws_unsupported_version", "unsupported_version")

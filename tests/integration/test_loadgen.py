@@ -563,6 +563,43 @@ class LoadgenLocalBackendTest(unittest.TestCase):
         self.assertEqual(got, acks)
 
 
+class LoadgenUserRangeTest(unittest.TestCase):
+    """auth.first_user_id: two generators with disjoint user ranges share one gateway, groups included."""
+
+    def test_two_generators_with_disjoint_user_ranges(self):
+        gw = ll.Gateway("--backend=local", "--admin-port=0", "--heartbeat-interval=2s", "--heartbeat-timeout=6s",
+                        shards=2)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                reports = []
+                for first in (1, 100_001):
+                    path = os.path.join(tmp, "range%d.yaml" % first)
+                    with open(path, "w") as f:
+                        f.write(GROUPS.format(port=gw.port, targets="groups")
+                                .replace("  devices_per_user: 2\n", "  devices_per_user: 2\n  first_user_id: %d\n" % first))
+                    report = os.path.join(tmp, "range%d.json" % first)
+                    r = run_loadgen("--scenario=" + path, "--report-json=" + report, "--shards=2")
+                    with open(report) as f:
+                        rep = json.load(f)
+                    led = check_clean_ledger(self, r, rep, min_acked=500)
+                    self.assertEqual(led["delivered_to_non_recipient"], 0)
+                    self.assertEqual(rep["metrics"]["foreign_deliveries"], 0, "the other range's messages are not seen")
+                    reports.append(rep)
+            # 200 users each: 1..200 and 100,001..100,200; groups 1..20 and 100,001..100,020.
+            for user in (1, 200, 100_001, 100_200):
+                status, u = gw.admin("GET", "/v1/users/%d" % user)
+                self.assertEqual(status, 200, u)
+                self.assertGreater(u["last_seq"], 0, user)
+            for user in (201, 100_000, 100_201):
+                self.assertEqual(gw.admin("GET", "/v1/users/%d" % user)[1]["last_seq"], 0, user)
+            for group in (20, 100_020):
+                status, g = gw.admin("GET", "/v1/groups/%d" % group)
+                self.assertEqual((status, g["count"]), (200, 30), group)
+            self.assertEqual(gw.admin("GET", "/v1/groups/100021")[0], 404)
+        finally:
+            self.assertEqual(gw.terminate(), 0, gw.stderr_text)
+
+
 class LoadgenSyncBudgetTest(unittest.TestCase):
     """More shards than cores with batch fsync: the shards' group commits share one budget per process."""
 

@@ -341,7 +341,7 @@ class RestartTest(unittest.TestCase):
     def test_bad_data_dir_exits_2(self):
         import subprocess
         import tempfile
-        base = [ll.gateway_binary(), "--port=0", "--metrics-port=-1", "--bind=127.0.0.1", "--shards=1"]
+        base = [ll.gateway_binary(), "--port=0", "--metrics-port=-1", "--bind=127.0.0.1", "--shards=1", "--auth=none"]
         with tempfile.TemporaryDirectory() as d:
             with open(d + "/FORMAT", "w") as f:
                 f.write("longlink-local-format 99\n")

@@ -140,7 +140,14 @@ void LocalBackend::PushFromAdmin(AdminPush push, AdminDone<uint64_t> done) {
   users.erase(std::unique(users.begin(), users.end()), users.end());
   std::vector<uint64_t> local, remote;
   for (uint64_t u : users) {
-    if (u != 0) (Owner(u) == self_ ? local : remote).push_back(u);
+    if (u == 0) continue;
+    if (peer_failed_[Owner(u)]) {
+      AdminDone<uint64_t> answer = std::move(f.admin_done);
+      inflight_.erase(id);
+      std::move(answer)({AdminCode::kUnavailable, "a recipient's storage is unavailable"}, 0);
+      return;
+    }
+    (Owner(u) == self_ ? local : remote).push_back(u);
   }
   StoreOrigin(id, f, Header(f, id), push.payload, local, std::move(remote), true);
 }

@@ -3,6 +3,7 @@
 // IORING_OP_FSYNC in flight, paced process-wide; none: the page cache), then acts, in log order, on every
 // record that became durable (index, push, DELIVER, DONE, SEND_ACK, group replies).
 #include "core/clock.h"
+#include "core/failpoint.h"
 #include "core/status.h"
 #include "gateway/backend/local/local_backend.h"
 
@@ -79,6 +80,7 @@ void LocalBackend::StartFsync(uint64_t now_ns) {
 void LocalBackend::OnFsyncDone(uint32_t token, int res) {
   if (!fsync_inflight_ || token != fsync_token_) return;
   fsync_inflight_ = false;
+  if (int injected = core::FailpointCheck("local.fsync"); injected != 0) res = -injected;
   stats_.fsync_seconds.Observe(static_cast<double>(core::MonoNanos() - fsync_started_ns_) * 1e-9);
   if (res < 0) {
     Fail(ErrnoStatus(res, "fdatasync"));
@@ -108,6 +110,10 @@ void LocalBackend::ProcessDurable() {
     if (a.kind == kActGroupReply) {
       GroupReply r = std::move(group_replies_.front());
       group_replies_.pop_front();
+      if (r.answered) {
+        ++work;
+        continue;
+      }
       if (r.admin_done) {
         std::move(r.admin_done)(r.status);
       } else {
@@ -127,6 +133,7 @@ void LocalBackend::ProcessDurable() {
     auto it = inflight_.find(a.id);
     if (it == inflight_.end()) continue;
     Inflight& f = it->second;
+    f.durable = true;
     PostDelivers(a.id, f, m);
     if (f.remaining != 0) {
       // Indexed now (durable here, so it will reach every recipient, if need be by a re-drive), pushed

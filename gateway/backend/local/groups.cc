@@ -15,6 +15,12 @@ constexpr size_t kMembersPage = 4096;  // ids per GROUP_REPLY to GROUP_MEMBERS
 Backend::FrameVerdict LocalBackend::OnGroupFrame(const Session& s, const proto::Header& h,
                                                  std::span<const uint8_t> body) {
   auto op = [&](uint8_t kind, uint64_t group) {
+    // Groups and memberships are kept until changed: the rate of changes bounds what one device can pin.
+    if (!Allow(FindDevice(s), &DeviceSession::group_ops, opts_.max_group_ops_per_second)) {
+      ReplyGroup(s.user_id, s.device_id, h.request_id, group, static_cast<uint16_t>(proto::GroupStatus::kRateLimited),
+                 {}, false);
+      return FrameVerdict::kHandled;
+    }
     port_->Call(Owner(group), GroupOpCall{group, s.user_id, s.device_id, h.request_id, kind});
     return FrameVerdict::kHandled;
   };
@@ -75,7 +81,12 @@ void LocalBackend::ApplyGroupOp(uint8_t op, uint64_t group, uint64_t user, uint3
   } else if (op == kGroupCreate) {
     status = store_.CreateGroup(group, user);
   } else if (op == kGroupAdd) {
-    status = store_.AddMember(group, user);
+    const absl::btree_set<uint64_t>* members = store_.Members(group);
+    if (members != nullptr && members->size() >= opts_.max_group_members && !members->contains(user)) {
+      status = static_cast<uint16_t>(proto::GroupStatus::kFull);
+    } else {
+      status = store_.AddMember(group, user);
+    }
   } else {
     status = store_.RemoveMember(group, user);
   }

@@ -19,6 +19,7 @@ namespace proto = longlink::protocol;
 constexpr uint32_t kSyncMax = 256;  // PUSH frames per SYNC answer
 constexpr size_t kCursorFlushPerTick = 4096;
 constexpr uint64_t kIdCounterMask = (uint64_t{1} << 40) - 1;
+constexpr uint64_t kProbeIntervalMs = 1000;  // how often a failed log is written again
 
 uint32_t Cores() { return std::max(1u, std::thread::hardware_concurrency()); }
 
@@ -73,16 +74,81 @@ void LocalBackend::SendAck(const ConnRef& conn, uint32_t request_id, uint64_t cm
 }
 
 void LocalBackend::Fail(const absl::Status& st) {
+  stats_.storage_errors_total.Inc();
   if (failed_) return;
   failed_ = true;
+  ready_.store(false, std::memory_order_relaxed);
   stats_.storage_failed.Set(1);
-  std::fprintf(stderr, "longlink-gateway: shard %u: storage failed, refusing new messages: %s\n", self_,
-               st.ToString().c_str());
+  failed_since_ms_ = last_failure_log_ms_ = core::MonoMillis();
+  next_probe_ms_ = failed_since_ms_ + kProbeIntervalMs;
+  std::fprintf(stderr,
+               "longlink-gateway: shard %u: STORAGE FAILED: %s; new messages are refused with UNAVAILABLE (clients "
+               "retry) and the shard is not ready; writing again every %lu ms\n",
+               self_, std::string(st.message()).c_str(), static_cast<unsigned long>(kProbeIntervalMs));
+  // Everything still waiting on this log is answered now: UNAVAILABLE, never an acknowledgement of what may
+  // not be stored. What was appended stays in memory and is written when the log works again, so a retry
+  // with the same client_msg_id then finds it (and is answered, not stored twice).
+  for (auto& [id, f] : inflight_) {
+    if (f.durable) continue;
+    for (const Waiter& w : f.waiters) {
+      SendAck(w.conn, w.request_id, f.key.client_msg_id, static_cast<uint16_t>(proto::SendStatus::kUnavailable), 0,
+              f.time_ms);
+    }
+    f.waiters.clear();
+    if (f.admin_done) std::move(f.admin_done)({AdminCode::kUnavailable, "storage unavailable"}, 0);
+    f.admin_done = nullptr;
+  }
+  // Origins waiting for this shard to store their DELIVERs answer their senders now too.
+  for (const Action& a : actions_) {
+    if (a.kind == kActForeign) port_->Call(a.origin, DeliverDeferredCall{a.id});
+  }
+  for (uint32_t s = 0; s < shards_; ++s) {
+    if (s != self_) port_->Call(s, StorageFailedCall{});
+  }
+  for (GroupReply& r : group_replies_) {
+    if (r.answered) continue;
+    r.answered = true;
+    uint16_t unavailable = static_cast<uint16_t>(proto::GroupStatus::kUnavailable);
+    if (r.admin_done) {
+      std::move(r.admin_done)(unavailable);
+      r.admin_done = nullptr;
+    } else {
+      ReplyGroup(r.user, r.device, r.request_id, r.group, unavailable, {}, false);
+    }
+  }
+}
+
+void LocalBackend::Probe(uint64_t now_ms) {
+  absl::Status st = store_.log().Recover();
+  if (!st.ok()) {
+    stats_.storage_errors_total.Inc();
+    next_probe_ms_ = now_ms + kProbeIntervalMs;
+    if (now_ms - last_failure_log_ms_ >= 30000) {
+      last_failure_log_ms_ = now_ms;
+      std::fprintf(stderr, "longlink-gateway: shard %u: storage still failing after %lu s: %s\n", self_,
+                   static_cast<unsigned long>((now_ms - failed_since_ms_) / 1000), std::string(st.message()).c_str());
+    }
+    return;
+  }
+  failed_ = false;
+  ready_.store(true, std::memory_order_relaxed);
+  stats_.storage_failed.Set(0);
+  stats_.storage_recoveries_total.Inc();
+  std::fprintf(stderr, "longlink-gateway: shard %u: storage recovered after %.1f s; taking new messages again\n",
+               self_, static_cast<double>(now_ms - failed_since_ms_) / 1000.0);
+  for (uint32_t s = 0; s < shards_; ++s) {
+    if (s != self_) port_->Call(s, StorageRecoveredCall{});
+  }
+  std::vector<DeferredDeliver> held;
+  held.swap(deferred_);
+  for (DeferredDeliver& d : held) StoreDeliver(d.from, d.id, d.h, d.payload, d.users);
+  stats_.deferred_delivers.Set(0);
 }
 
 absl::Status LocalBackend::Start() {
   self_ = port_->shard_id();
   shards_ = port_->shard_count();
+  peer_failed_.assign(shards_, false);
   StoreOptions so;
   so.dir = absl::StrCat(opts_.data_dir, "/shard-", self_);
   so.segment_bytes = opts_.segment_bytes;
@@ -110,12 +176,38 @@ LoginVerdict LocalBackend::OnLogin(const Session& s) {
   return LoginVerdict::kAllow;
 }
 
+LocalBackend::DeviceSession* LocalBackend::FindDevice(const Session& s) {
+  auto it = sessions_.find(s.user_id);
+  if (it == sessions_.end()) return nullptr;
+  for (DeviceSession& d : it->second) {
+    if (d.conn.id == s.conn.id && d.conn.gen == s.conn.gen) return &d;
+  }
+  return nullptr;
+}
+
+bool LocalBackend::Allow(DeviceSession* d, uint32_t DeviceSession::*counter, uint32_t limit) {
+  if (limit == 0 || d == nullptr) return true;
+  uint32_t now_s = static_cast<uint32_t>(core::MonoMillis() / 1000);
+  if (d->window_s != now_s) {
+    d->window_s = now_s;
+    d->sends = 0;
+    d->group_ops = 0;
+  }
+  if (d->*counter >= limit) {
+    stats_.limited_total.Inc();
+    return false;
+  }
+  ++(d->*counter);
+  return true;
+}
+
 void LocalBackend::OnDisconnect(const Session& s) {
   auto it = sessions_.find(s.user_id);
   if (it == sessions_.end()) return;
   auto& devs = it->second;
   for (size_t i = 0; i < devs.size(); ++i) {
     if (devs[i].conn.id == s.conn.id && devs[i].conn.gen == s.conn.gen) {
+      DropSubscriptions(s.user_id, devs[i]);
       devs.erase(devs.begin() + static_cast<ptrdiff_t>(i));
       break;
     }
@@ -191,7 +283,8 @@ Backend::FrameVerdict LocalBackend::OnFrame(const Session& s, const protocol::He
 
 void LocalBackend::OnShardCall(const ShardCall& call) {
   bool known = DispatchCall<DeliverCall, DoneCall, GroupLookupCall, GroupMembersCall, GroupOpCall,
-                            GroupMembersPageCall, PresenceCall, RedriveDoneCall>(call, [&](const auto& m) {
+                            GroupMembersPageCall, PresenceCall, RedriveDoneCall, DeliverDeferredCall,
+                            StorageRecoveredCall, StorageFailedCall>(call, [&](const auto& m) {
     using M = std::decay_t<decltype(m)>;
     if constexpr (std::is_same_v<M, DeliverCall>) {
       OnDeliver(call, m);
@@ -210,6 +303,12 @@ void LocalBackend::OnShardCall(const ShardCall& call) {
       OnPresence(m);
     } else if constexpr (std::is_same_v<M, RedriveDoneCall>) {
       if (++redrive_done_seen_ == shards_) store_.ForgetForeign();
+    } else if constexpr (std::is_same_v<M, DeliverDeferredCall>) {
+      OnDeliverDeferred(call.from(), m);
+    } else if constexpr (std::is_same_v<M, StorageRecoveredCall>) {
+      peer_failed_[call.from()] = false;
+    } else if constexpr (std::is_same_v<M, StorageFailedCall>) {
+      peer_failed_[call.from()] = true;
     }
   });
   (void)known;
@@ -226,11 +325,14 @@ void LocalBackend::OnTick(uint64_t now_ms) {
     }
     maybe_offline_.clear();
   }
-  store_.FlushCursors(kCursorFlushPerTick);
+  if (failed_ && now_ms >= next_probe_ms_) Probe(now_ms);
+  // Cursor records wait while the log is failed (they are kept in memory and written later).
+  if (!failed_) store_.FlushCursors(kCursorFlushPerTick);
   if (now_ms >= next_housekeeping_ms_) {
     next_housekeeping_ms_ = now_ms + 1000;
     store_.Sweep(core::UnixMillis(), 4096);
-    store_.RetireIdem(core::UnixMillis());
+    if (failed_ || AnyPeerFailed()) idem_hold_until_ms_ = now_ms + opts_.idempotency_window_ms;
+    if (now_ms >= idem_hold_until_ms_) store_.RetireIdem(core::UnixMillis());
     store_.Compact();
   }
   Flush();
@@ -240,11 +342,15 @@ void LocalBackend::OnTick(uint64_t now_ms) {
 void LocalBackend::OnDrain() { draining_ = true; }
 
 bool LocalBackend::Idle() const {
-  // Nothing accepted is still on its way: every message stored everywhere and acknowledged, every group
-  // change answered, and the log durable. A failed store is idle too: nothing it holds can progress.
+  // Nothing accepted is still on its way: every message stored everywhere and acknowledged (or stuck
+  // behind a failed log, where waiting cannot help: its senders were answered UNAVAILABLE), every group
+  // change answered, and a healthy log durable.
+  for (const auto& [id, f] : inflight_) {
+    if (!Stuck(f)) return false;
+  }
   if (failed_) return true;
-  return inflight_.empty() && actions_.empty() && group_replies_.empty() && !fsync_inflight_ &&
-         store_.log().pending_bytes() == 0 && store_.log().durable_lsn() >= store_.log().appended_lsn();
+  return actions_.empty() && group_replies_.empty() && !fsync_inflight_ && store_.log().pending_bytes() == 0 &&
+         store_.log().durable_lsn() >= store_.log().appended_lsn();
 }
 
 void LocalBackend::OnStop() {
@@ -257,6 +363,7 @@ void LocalBackend::OnStop() {
 
 void LocalBackend::RefreshStats() {
   stats_.online_users.Set(static_cast<int64_t>(sessions_.size()));
+  stats_.presence_subscriptions.Set(presence_subscriptions_);
   stats_.users.Set(static_cast<int64_t>(store_.user_count()));
   stats_.groups.Set(static_cast<int64_t>(store_.group_count()));
   stats_.segments.Set(static_cast<int64_t>(store_.log().Segments().size()));

@@ -18,6 +18,7 @@
 //   admin_ops.cc      the admin API's operations (AdminOps)
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -71,6 +72,7 @@ class LocalFactory final : public BackendFactory {
   C(fsync_waits_total, "Group commits put off because the process's sync budget was spent")          \
   C(fsyncs_total, "fdatasync calls on the message log")                                              \
   C(inbox_entries_total, "(message, user) pairs stored")                                             \
+  C(limited_total, "Requests refused for a per-device limit (SEND or group rate, presence subscriptions)") \
   C(presence_events_total, "PRESENCE events sent to subscribers")                                    \
   C(pushes_total, "PUSH frames queued live")                                                         \
   C(records_total, "Message records appended to the log")                                            \
@@ -79,16 +81,20 @@ class LocalFactory final : public BackendFactory {
   C(segments_deleted_total, "Log segments deleted by compaction")                                    \
   C(sends_total, "SENDs accepted as new messages")                                                   \
   C(snapshots_total, "Snapshots written at segment starts")                                          \
+  C(storage_errors_total, "Writes or fsyncs of the log that failed (the shard then refuses new messages)") \
+  C(storage_recoveries_total, "Times the log was written and synced again after a failure")         \
   C(sync_pushes_total, "PUSH frames sent in answer to SYNC")                                         \
   C(syncs_total, "SYNC requests answered")
 
 #define LONGLINK_LOCAL_GAUGES(G)                                                                      \
+  G(deferred_delivers, "DELIVERs from other shards held while this shard's storage is failed")       \
   G(groups, "Groups owned by the shard")                                                             \
   G(idempotency_entries, "SENDs remembered for retries (--idempotency-window)")                      \
   G(inflight_messages, "Messages accepted and not yet stored everywhere")                            \
   G(log_unsynced_bytes, "Bytes appended to the log and not yet durable")                             \
   G(online_users, "Users with at least one device online")                                           \
   G(segments, "Log segments on disk")                                                                \
+  G(presence_subscriptions, "Watched users of this shard's online devices (PRESENCE_SUBSCRIBE)")   \
   G(storage_failed, "1 after a write or fsync of the log failed: new messages are refused")          \
   G(users, "Users with an inbox")
 
@@ -137,16 +143,27 @@ struct GroupMembersPageCall {  // a client's GROUP_MEMBERS, on the group's owner
   uint32_t device;
   uint32_t request_id;
 };
-struct PresenceCall {  // (un)subscribe `subscriber` to `watched`, on the watched user's owner
+struct PresenceCall {  // (un)subscribe one device of `subscriber` to `watched`, on the watched user's owner
   static constexpr uint16_t kKind = 7;
   uint64_t watched;
   uint64_t subscriber;
   uint32_t device;
   uint32_t request_id;
-  bool subscribe;
+  int8_t change;  // +1 a new subscription, -1 one ended, 0 none (only the answer)
+  bool reply;     // answer with the current PRESENCE (not when the device went away)
 };
 struct RedriveDoneCall {  // the caller finished re-driving its unfinished messages
   static constexpr uint16_t kKind = 8;
+};
+struct DeliverDeferredCall {  // the recipient's storage failed: it holds the DELIVER until it recovers
+  static constexpr uint16_t kKind = 9;
+  uint64_t server_msg_id;
+};
+struct StorageRecoveredCall {  // the caller's storage works again
+  static constexpr uint16_t kKind = 10;
+};
+struct StorageFailedCall {  // the caller's storage failed: send it nothing new to store until it recovers
+  static constexpr uint16_t kKind = 11;
 };
 
 struct DeliverPayload final : ShardPayload {
@@ -177,6 +194,7 @@ class LocalBackend final : public Backend {
   void OnDrain() override;
   bool Idle() const override;
   void OnStop() override;
+  bool Ready() const override { return ready_.load(std::memory_order_relaxed); }
   void VisitStats(metrics::StatsVisitor& v) const override { stats_.Visit(v); }
   void RefreshStats() override;
 
@@ -209,7 +227,10 @@ class LocalBackend final : public Backend {
     uint64_t start_ns = 0;
     uint32_t remaining = 0;  // DONEs still expected
     bool stored = false;     // the origin record is appended
+    bool durable = false;    // ... and durable (acted on in log order)
     bool redrive = false;
+    // Recipient shards whose storage failed while holding its DELIVER (usually none).
+    absl::InlinedVector<uint16_t, 1> blocked_on;
     uint8_t conv_kind = 0;
     uint64_t target = 0;
     absl::InlinedVector<Waiter, 1> waiters;
@@ -237,13 +258,33 @@ class LocalBackend final : public Backend {
     uint64_t group;
     uint16_t status;
     absl::AnyInvocable<void(uint16_t) &&> admin_done;
+    bool answered = false;  // already answered UNAVAILABLE when the storage failed
   };
+  // A DELIVER that arrived while this shard's storage was failed, stored once it works again.
+  struct DeferredDeliver {
+    uint32_t from;
+    uint64_t id;
+    MsgHeader h;
+    std::vector<uint8_t> payload;
+    std::vector<uint64_t> users;
+  };
+
   struct DeviceSession {
     uint32_t device;
     uint8_t platform;
     ConnRef conn;
     uint64_t since_ms;
+    // Rate limits: counts in the current one-second window.
+    uint32_t window_s = 0;
+    uint32_t sends = 0;
+    uint32_t group_ops = 0;
+    // The users this device watches (PRESENCE_SUBSCRIBE), dropped with the session; null until the first.
+    std::unique_ptr<absl::flat_hash_set<uint64_t>> watching;
   };
+  // The session of a device on this shard, or null (an admin or re-driven operation has none).
+  DeviceSession* FindDevice(const Session& s);
+  // Counts one operation against a per-second limit; false when the device is over it (0: no limit).
+  bool Allow(DeviceSession* d, uint32_t DeviceSession::*counter, uint32_t limit);
 
   // ---- helpers (local_backend.cc) ----
   uint64_t NewId();
@@ -252,7 +293,16 @@ class LocalBackend final : public Backend {
   std::span<const uint8_t> Encode(uint32_t request_id, const Body& b);
   void SendAck(const ConnRef& conn, uint32_t request_id, uint64_t cmid, uint16_t status, uint64_t id,
                uint64_t time_ms);
+  // A write or sync of the log failed: refuse new work, answer what is waiting with UNAVAILABLE, and
+  // probe (Recover) every second until the log can be written and synced again.
   void Fail(const absl::Status& st);
+  void Probe(uint64_t now_ms);
+  // Whether a message to this user cannot be stored now: this shard's storage or the owner's failed.
+  bool Unavailable(uint64_t user) const { return failed_ || peer_failed_[Owner(user)]; }
+  // Whether a message cannot progress now: its origin record waits on this shard's failed log, or a
+  // recipient shard holding its DELIVER is failed.
+  bool Stuck(const Inflight& f) const;
+  bool AnyPeerFailed() const;
 
   // ---- send pipeline (send_pipeline.cc) ----
   void StoreOrigin(uint64_t id, Inflight& f, const MsgHeader& hdr, std::span<const uint8_t> payload,
@@ -265,6 +315,9 @@ class LocalBackend final : public Backend {
   void FailSend(uint64_t id, uint16_t status);
   MsgHeader Header(const Inflight& f, uint64_t id) const;
   void OnDeliver(const ShardCall& call, const DeliverCall& d);
+  void StoreDeliver(uint32_t from, uint64_t id, const MsgHeader& hdr, std::span<const uint8_t> payload,
+                    std::span<const uint64_t> users);
+  void OnDeliverDeferred(uint32_t from, const DeliverDeferredCall& c);
   void OnMembers(const GroupMembersCall& c, MembersPayload* p);
   void Redrive();
   void BroadcastRedriveDone();
@@ -291,6 +344,8 @@ class LocalBackend final : public Backend {
   void OnPresence(const PresenceCall& c);
   void SendPresence(uint64_t to_user, uint32_t device, uint32_t request_id, uint64_t user);
   void PresenceChanged(uint64_t user, bool online);
+  // A device's session ended: its subscriptions end with it.
+  void DropSubscriptions(uint64_t user, DeviceSession& d);
 
   LocalFactory* factory_;
   GatewayPort* port_;
@@ -310,14 +365,26 @@ class LocalBackend final : public Backend {
   uint64_t next_fsync_ns_ = 0;
   uint64_t fsync_started_ns_ = 0;
   uint64_t next_housekeeping_ms_ = 0;
+  int64_t presence_subscriptions_ = 0;
+  // Idempotency entries are not retired before this: while a failure holds messages, and for one window
+  // after, so that retries of what was answered UNAVAILABLE still find the first copy.
+  uint64_t idem_hold_until_ms_ = 0;
   uint32_t redrive_outstanding_ = 0;
   uint32_t redrive_done_seen_ = 0;
+  // Storage failures: this shard's (failed_ above), probing, and which peers reported theirs.
+  std::atomic<bool> ready_{true};
+  uint64_t failed_since_ms_ = 0;
+  uint64_t next_probe_ms_ = 0;
+  uint64_t last_failure_log_ms_ = 0;
+  std::vector<bool> peer_failed_;
+  std::vector<DeferredDeliver> deferred_;
 
   absl::flat_hash_map<uint64_t, Inflight> inflight_;
   std::deque<Action> actions_;
   std::deque<GroupReply> group_replies_;
   absl::flat_hash_map<uint64_t, absl::InlinedVector<DeviceSession, 2>> sessions_;
-  absl::flat_hash_map<uint64_t, absl::flat_hash_set<uint64_t>> watchers_;  // watched user -> subscribers
+  // watched user -> subscriber -> how many of the subscriber's devices watch it
+  absl::flat_hash_map<uint64_t, absl::flat_hash_map<uint64_t, uint32_t>> watchers_;
   std::vector<uint64_t> maybe_offline_;
   std::vector<InboxSlot> slots_;
   std::vector<uint8_t> frame_;

@@ -20,6 +20,13 @@ ABSL_FLAG(std::string, idempotency_window, "5m",
 ABSL_FLAG(std::string, retention, "14d", "--backend=local: how long stored messages are kept, e.g. 14d, 36h, 3600s");
 ABSL_FLAG(int64_t, max_inbox, 10000, "--backend=local: most messages kept per user inbox");
 ABSL_FLAG(int64_t, segment_bytes, 64ll << 20, "--backend=local: size at which a log segment is closed");
+ABSL_FLAG(int64_t, max_sends_per_second, 200,
+          "--backend=local: SENDs one device may make per second; more are answered RATE_LIMITED (0: no limit)");
+ABSL_FLAG(int64_t, max_group_ops_per_second, 10,
+          "--backend=local: group creations, joins and leaves one device may make per second (0: no limit)");
+ABSL_FLAG(int64_t, max_presence_subscriptions, 1000,
+          "--backend=local: users one device may watch at once (PRESENCE_SUBSCRIBE); more are refused");
+ABSL_FLAG(int64_t, max_group_members, 10000, "--backend=local: most members a group may have");
 
 namespace longlink::gateway::local {
 namespace {
@@ -95,6 +102,21 @@ absl::StatusOr<LocalOptions> LocalOptionsFromFlags(const GatewayInfo& gateway) {
   int64_t sb = absl::GetFlag(FLAGS_segment_bytes);
   if (sb < 4096 || sb > (1ll << 32)) return Bad("segment-bytes", "must be 4096..4294967296");
   o.segment_bytes = static_cast<uint64_t>(sb);
+  struct Limit {
+    const char* flag;
+    int64_t value;
+    int64_t min;
+    uint32_t* out;
+  };
+  for (const Limit& l : {Limit{"max-sends-per-second", absl::GetFlag(FLAGS_max_sends_per_second), 0, &o.max_sends_per_second},
+                         Limit{"max-group-ops-per-second", absl::GetFlag(FLAGS_max_group_ops_per_second), 0,
+                               &o.max_group_ops_per_second},
+                         Limit{"max-presence-subscriptions", absl::GetFlag(FLAGS_max_presence_subscriptions), 1,
+                               &o.max_presence_subscriptions},
+                         Limit{"max-group-members", absl::GetFlag(FLAGS_max_group_members), 1, &o.max_group_members}}) {
+    if (l.value < l.min || l.value > 1000000) return Bad(l.flag, absl::StrCat("must be ", l.min, "..1000000"));
+    *l.out = static_cast<uint32_t>(l.value);
+  }
   return o;
 }
 

@@ -25,6 +25,12 @@ struct LocalOptions {
   uint64_t idempotency_window_ms = 5ull * 60 * 1000;
   uint32_t max_inbox = 10000;
   uint64_t segment_bytes = 64ull << 20;
+  // What one device may pin (docs/protocol.md 6.8): SENDs and group changes per second, presence
+  // subscriptions at once, and members per group.
+  uint32_t max_sends_per_second = 200;
+  uint32_t max_group_ops_per_second = 10;
+  uint32_t max_presence_subscriptions = 1000;
+  uint32_t max_group_members = 10000;
   // From the gateway.
   uint32_t shards = 1;
   uint32_t max_pending_bytes = 1 << 20;

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "core/failpoint.h"
 #include "core/status.h"
 #include "gateway/backend/local/crc32c.h"
 
@@ -170,17 +171,36 @@ absl::Status SegmentLog::OpenSegmentForAppend(uint32_t segment, bool create) {
   std::string path = SegmentPath(opts_.dir, segment);
   int fd = open(path.c_str(), O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0644);
   if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open ", path));
+  int injected = create ? core::FailpointCheck("local.write") : 0;
+  absl::Status header = injected != 0 ? ErrnoStatus(injected, "write segment header") : WriteHeader(fd, segment);
+  if (!header.ok()) {
+    // Leave no half-made segment behind: the next roll creates it again (with O_EXCL).
+    close(fd);
+    if (create) unlink(path.c_str());
+    return header;
+  }
+  // The new file's directory entry must survive a crash too.
+  absl::Status dir = SyncDirectory();
+  if (!dir.ok()) {
+    close(fd);
+    if (create) unlink(path.c_str());
+    return dir;
+  }
   fds_[segment] = fd;
-  RETURN_IF_ERROR(WriteHeader(fd, segment));
   active_ = segment;
   active_fd_ = fd;
   active_size_ = kSegmentHeaderSize;
-  // The new file's directory entry must survive a crash too.
+  return absl::OkStatus();
+}
+
+absl::Status SegmentLog::SyncDirectory() {
   int dfd = open(opts_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
+  if (dfd < 0) return ErrnoStatus(errno, absl::StrCat("open ", opts_.dir));
+  int injected = core::FailpointCheck("local.fsync");
+  int r = injected != 0 ? -1 : fsync(dfd);
+  int e = injected != 0 ? injected : errno;
+  close(dfd);
+  if (r != 0) return ErrnoStatus(e, absl::StrCat("fsync ", opts_.dir));
   return absl::OkStatus();
 }
 
@@ -230,11 +250,14 @@ Appended SegmentLog::Append(uint8_t type, std::span<const uint8_t> a, std::span<
 absl::Status SegmentLog::Write() {
   if (!io_status_.ok()) return io_status_;
   if (batch_.bytes.empty()) return absl::OkStatus();
-  if (!PWriteAll(active_fd_, batch_.bytes.data(), batch_.bytes.size(), active_size_)) {
-    io_status_ = ErrnoStatus(errno, absl::StrCat("write ", SegmentPath(opts_.dir, active_)));
+  int injected = core::FailpointCheck("local.write");
+  if (injected != 0 || !PWriteAll(active_fd_, batch_.bytes.data(), batch_.bytes.size(), active_size_)) {
+    io_status_ = ErrnoStatus(injected != 0 ? injected : errno, absl::StrCat("write ", SegmentPath(opts_.dir, active_)));
     return io_status_;
   }
   ++write_calls_;
+  batch_.fd = active_fd_;
+  batch_.offset = active_size_;
   active_size_ += batch_.bytes.size();
   written_ = appended_;
   written_batches_.push_back(std::move(batch_));
@@ -265,9 +288,58 @@ absl::Status SegmentLog::SyncNow() {
   int fd;
   uint64_t lsn;
   while (NextSync(&fd, &lsn)) {
-    if (fdatasync(fd) != 0) return ErrnoStatus(errno, "fdatasync");
+    int injected = core::FailpointCheck("local.fsync");
+    if (injected != 0 || fdatasync(fd) != 0) return ErrnoStatus(injected != 0 ? injected : errno, "fdatasync");
     Synced(lsn);
   }
+  return absl::OkStatus();
+}
+
+absl::Status SegmentLog::Recover() {
+  std::vector<int> touched;
+  auto touch = [&touched](int fd) {
+    if (std::find(touched.begin(), touched.end(), fd) == touched.end()) touched.push_back(fd);
+  };
+  for (const Batch& b : written_batches_) {
+    uint64_t end = b.lsn + b.bytes.size();
+    if (end <= durable_) continue;
+    uint64_t skip = durable_ > b.lsn ? durable_ - b.lsn : 0;
+    int injected = core::FailpointCheck("local.write");
+    if (injected != 0 || !PWriteAll(b.fd, b.bytes.data() + skip, b.bytes.size() - skip, b.offset + skip)) {
+      return ErrnoStatus(injected != 0 ? injected : errno, absl::StrCat("write ", opts_.dir, " (recovery)"));
+    }
+    touch(b.fd);
+  }
+  for (const Unsynced& u : unsynced_) touch(u.fd);
+  io_status_ = absl::OkStatus();
+  RETURN_IF_ERROR(Write());
+  if (written_ > durable_) touch(active_fd_);
+  // A failed sync may have lost any page written since the last good one, a new segment's header included
+  // (written when the segment was made, outside the batches): write those again too, then the directory.
+  for (int fd : touched) {
+    for (const auto& [seg, sfd] : fds_) {
+      if (sfd != fd) continue;
+      absl::Status header = WriteHeader(fd, seg);
+      if (!header.ok()) {
+        io_status_ = header;
+        return header;
+      }
+    }
+  }
+  absl::Status dir = SyncDirectory();
+  if (!dir.ok()) {
+    io_status_ = dir;
+    return dir;
+  }
+  for (int fd : touched) {
+    int injected = core::FailpointCheck("local.fsync");
+    if (injected != 0 || fdatasync(fd) != 0) {
+      io_status_ = ErrnoStatus(injected != 0 ? injected : errno, "fdatasync (recovery)");
+      return io_status_;
+    }
+  }
+  Synced(written_);
+  unsynced_.clear();
   return absl::OkStatus();
 }
 

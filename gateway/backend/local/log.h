@@ -83,6 +83,14 @@ class SegmentLog {
   void Synced(uint64_t lsn);
   // fdatasync of everything written, on this thread (fsync policy `always`).
   absl::Status SyncNow();
+  // After a failed write or sync: writes again, from the batches kept in memory and at their places, every
+  // byte not known to be durable (a failed fsync may have dropped written pages), writes the pending batch,
+  // syncs every segment involved, and clears the error, so everything appended is durable. On an error the
+  // log stays failed and Recover may be tried again later; nothing is appended meanwhile except what the
+  // caller chooses to (it all goes out with the next successful Recover or Write).
+  absl::Status Recover();
+  // The sticky error of a failed write (ok while healthy).
+  const absl::Status& io_status() const { return io_status_; }
   // For fsync policy `none`: written counts as durable.
   void TreatWrittenAsDurable() { Synced(written_); }
 
@@ -115,6 +123,8 @@ class SegmentLog {
   struct Batch {
     std::vector<uint8_t> bytes;
     uint64_t lsn = 0;  // of bytes[0]
+    int fd = -1;           // where it was written (Recover writes it there again)
+    uint64_t offset = 0;
   };
   struct Unsynced {
     int fd;
@@ -124,6 +134,7 @@ class SegmentLog {
   absl::Status OpenSegmentForAppend(uint32_t segment, bool create);
   absl::Status Roll();
   absl::Status WriteHeader(int fd, uint32_t segment);
+  absl::Status SyncDirectory();
 
   Options opts_;
   std::map<uint32_t, int> fds_;  // every segment on disk, open for reads (the active one for writes too)

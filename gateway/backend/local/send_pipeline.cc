@@ -27,6 +27,14 @@ void LocalBackend::OnSend(const Session& s, uint32_t request_id, const proto::Se
     stats_.duplicate_sends_total.Inc();
     auto it = inflight_.find(v->server_msg_id);
     if (it != inflight_.end()) {
+      const Inflight& f = it->second;
+      // Stuck behind a failed log (this shard's, or a recipient shard's holding its DELIVER): answer the
+      // retry now instead of holding it; it is answered for real once it is stored everywhere.
+      if (Stuck(f)) {
+        SendAck(s.conn, request_id, body.client_msg_id, static_cast<uint16_t>(proto::SendStatus::kUnavailable), 0,
+                core::UnixMillis());
+        return;
+      }
       it->second.waiters.push_back(Waiter{s.conn, request_id});
     } else {
       SendAck(s.conn, request_id, body.client_msg_id, 0, v->server_msg_id, v->server_time_ms);
@@ -38,9 +46,20 @@ void LocalBackend::OnSend(const Session& s, uint32_t request_id, const proto::Se
             core::UnixMillis());
     return;
   }
+  // New messages only: a retry answered above costs nothing to store.
+  if (!Allow(FindDevice(s), &DeviceSession::sends, opts_.max_sends_per_second)) {
+    SendAck(s.conn, request_id, body.client_msg_id, static_cast<uint16_t>(proto::SendStatus::kRateLimited), 0,
+            core::UnixMillis());
+    return;
+  }
   bool group = body.target_kind == static_cast<uint8_t>(proto::TargetKind::kGroup);
   if (body.target_id == 0 || (!group && body.target_kind != static_cast<uint8_t>(proto::TargetKind::kUser))) {
     SendAck(s.conn, request_id, body.client_msg_id, static_cast<uint16_t>(proto::SendStatus::kNoSuchTarget), 0,
+            core::UnixMillis());
+    return;
+  }
+  if (!group && Unavailable(body.target_id)) {
+    SendAck(s.conn, request_id, body.client_msg_id, static_cast<uint16_t>(proto::SendStatus::kUnavailable), 0,
             core::UnixMillis());
     return;
   }
@@ -237,35 +256,80 @@ void LocalBackend::OnMembers(const GroupMembersCall& c, MembersPayload* p) {
     FailSend(c.server_msg_id, c.status);
     return;
   }
-  if (failed_) {
+  std::vector<uint64_t> local;
+  std::vector<uint64_t> remote;
+  bool unavailable = failed_;
+  for (uint64_t u : p->members) {
+    (Owner(u) == self_ ? local : remote).push_back(u);
+    unavailable = unavailable || peer_failed_[Owner(u)];
+  }
+  if (unavailable) {
     FailSend(c.server_msg_id, static_cast<uint16_t>(proto::SendStatus::kUnavailable));
     return;
   }
-  std::vector<uint64_t> local;
-  std::vector<uint64_t> remote;
-  for (uint64_t u : p->members) (Owner(u) == self_ ? local : remote).push_back(u);
   std::vector<uint8_t> payload = std::move(f.pending);
   f.pending.clear();
   StoreOrigin(c.server_msg_id, f, Header(f, c.server_msg_id), payload, local, std::move(remote), false);
 }
 
 void LocalBackend::OnDeliver(const ShardCall& call, const DeliverCall& d) {
-  const auto& p = call.payload<DeliverPayload>();
+  auto& p = call.payload<DeliverPayload>();
   uint64_t id = d.server_msg_id;
   if (store_.SeenForeign(id)) {
     stats_.redrive_duplicates_total.Inc();
     port_->Call(call.from(), DoneCall{id});
     return;
   }
-  if (failed_) return;  // the origin re-drives it after a restart
+  if (failed_) {
+    // Held until the log works again (the origin has the message durably and waits for this shard); the
+    // origin answers its sender UNAVAILABLE meanwhile and takes no new messages for this shard's users.
+    deferred_.push_back(DeferredDeliver{call.from(), id, p.h, std::move(p.payload), std::move(p.users)});
+    stats_.deferred_delivers.Set(static_cast<int64_t>(deferred_.size()));
+    port_->Call(call.from(), DeliverDeferredCall{id});
+    return;
+  }
+  StoreDeliver(call.from(), id, p.h, p.payload, p.users);
+}
+
+void LocalBackend::StoreDeliver(uint32_t from, uint64_t id, const MsgHeader& hdr, std::span<const uint8_t> payload,
+                                std::span<const uint64_t> users) {
   slots_.clear();
-  for (uint64_t u : p.users) slots_.push_back(InboxSlot{u, store_.AssignSeq(u)});
-  MsgHeader h = p.h;
+  for (uint64_t u : users) slots_.push_back(InboxSlot{u, store_.AssignSeq(u)});
+  MsgHeader h = hdr;
   h.flags = 0;
-  Appended a = store_.AppendMsg(h, p.payload, slots_);
-  actions_.push_back(Action{a.end, a.lsn, static_cast<uint32_t>(a.end - a.lsn), a.pos, kActForeign, call.from(), id});
+  Appended a = store_.AppendMsg(h, payload, slots_);
+  actions_.push_back(Action{a.end, a.lsn, static_cast<uint32_t>(a.end - a.lsn), a.pos, kActForeign, from, id});
   stats_.records_total.Inc();
-  stats_.inbox_entries_total.Inc(p.users.size());
+  stats_.inbox_entries_total.Inc(users.size());
+}
+
+bool LocalBackend::AnyPeerFailed() const {
+  return std::find(peer_failed_.begin(), peer_failed_.end(), true) != peer_failed_.end();
+}
+
+bool LocalBackend::Stuck(const Inflight& f) const {
+  if (failed_ && !f.durable) return true;
+  for (uint16_t s : f.blocked_on) {
+    if (peer_failed_[s]) return true;
+  }
+  return false;
+}
+
+void LocalBackend::OnDeliverDeferred(uint32_t from, const DeliverDeferredCall& c) {
+  peer_failed_[from] = true;
+  auto it = inflight_.find(c.server_msg_id);
+  if (it == inflight_.end()) return;
+  Inflight& f = it->second;
+  if (std::find(f.blocked_on.begin(), f.blocked_on.end(), from) == f.blocked_on.end()) {
+    f.blocked_on.push_back(static_cast<uint16_t>(from));
+  }
+  for (const Waiter& w : f.waiters) {
+    SendAck(w.conn, w.request_id, f.key.client_msg_id, static_cast<uint16_t>(proto::SendStatus::kUnavailable), 0,
+            f.time_ms);
+  }
+  f.waiters.clear();
+  if (f.admin_done) std::move(f.admin_done)({AdminCode::kUnavailable, "a recipient's storage is unavailable"}, 0);
+  f.admin_done = nullptr;
 }
 
 // ---- start: re-drive what a crash left unfinished ----
@@ -288,6 +352,7 @@ void LocalBackend::Redrive() {
     f.target = m.h.target_id;
     f.redrive = true;
     f.stored = true;
+    f.durable = true;  // read back from the log
     if (m.h.conv_kind == static_cast<uint8_t>(proto::TargetKind::kGroup)) {
       f.pending = std::move(rec);
       ++redrive_outstanding_;

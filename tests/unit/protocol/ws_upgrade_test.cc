@@ -219,6 +219,20 @@ TEST(WsUpgradeRequest, EveryErrorAndItsStatus) {
   EXPECT_EQ(ParseUpgradeRequest(Bytes("")).status, UpgradeStatus::kNeedMore);
 }
 
+TEST(WsUpgradeRequest, BareLineEndingsAreRefusedAsSoonAsTheyArrive) {
+  // A head with LF-only line endings never has a CRLF CRLF: it is refused at its first bare LF, not left
+  // waiting (the gateway would hold the connection until its login timeout).
+  for (std::string_view head : {"GET / HTTP/1.1\nHost: gw\n", "GET / HTTP/1.1\r\nHost: gw\n",
+                                "GET / HTTP/1.1\r\nHost: gw\rX"}) {
+    UpgradeRequestResult r = ParseUpgradeRequest(Bytes(head));
+    EXPECT_EQ(r.status, UpgradeStatus::kError) << head;
+    EXPECT_EQ(r.error, UpgradeError::kMalformed) << head;
+    EXPECT_EQ(HttpStatusFor(r.error), 400);
+  }
+  // A CR at the very end may be the start of a CRLF still on its way.
+  EXPECT_EQ(ParseUpgradeRequest(Bytes("GET / HTTP/1.1\r")).status, UpgradeStatus::kNeedMore);
+}
+
 TEST(WsUpgradeRequest, HeaderBytesLimit) {
   const std::string ok = Request("", "");
   UpgradeOptions options;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/hash.h"
 #include "protocol/frame.h"
 
@@ -83,6 +84,7 @@ class Cluster {
     opts_.data_dir = dir;
     opts_.fsync = policy;
     opts_.fsync_interval_us = 0;
+    opts_.max_sends_per_second = 0;  // the tests stream from one device
     factory_ = std::make_unique<LocalFactory>(opts_);
     absl::Status opened = factory_->Open(nullptr);
     EXPECT_TRUE(opened.ok()) << opened;
@@ -111,6 +113,16 @@ class Cluster {
     online_.erase(s.conn.id);
     backends_[Owner(s.user_id)]->OnDisconnect(s);
   }
+  // The gateway closes this session (a slow consumer) as soon as anything is pushed to it, from inside
+  // the backend's call, as Shard::Enqueue does.
+  void CloseOnPush(const Session& s) { close_on_push_[s.user_id] = s; }
+  void MaybeCloseSlow(uint64_t user) {
+    auto it = close_on_push_.find(user);
+    if (it == close_on_push_.end()) return;
+    Session s = it->second;
+    close_on_push_.erase(it);
+    Logout(s);
+  }
 
   void Send(const Session& s, uint32_t rid, uint8_t kind, uint64_t target, uint64_t cmid, std::string text) {
     proto::SendBody b;
@@ -136,11 +148,16 @@ class Cluster {
         moved = true;
       }
       for (uint32_t i = 0; i < shards(); ++i) {
-        backends_[i]->OnTick(1);
+        backends_[i]->OnTick(core::MonoMillis());
         auto fs = std::move(ports_[i]->fsyncs);
         ports_[i]->fsyncs.clear();
         for (auto [fd, token] : fs) {
-          backends_[i]->OnFsyncDone(token, fdatasync(fd) == 0 ? 0 : -errno);
+          int res = fdatasync(fd) == 0 ? 0 : -errno;
+          if (fail_fsyncs_[i] > 0) {
+            --fail_fsyncs_[i];
+            res = -EIO;  // as a disk would report it; the pages may or may not be on it
+          }
+          backends_[i]->OnFsyncDone(token, res);
           moved = true;
         }
       }
@@ -148,6 +165,9 @@ class Cluster {
     }
     FAIL() << "the cluster never settled";
   }
+
+  // The next n group commits of a shard fail with EIO.
+  void FailFsyncs(uint32_t shard, int n) { fail_fsyncs_[shard] = n; }
 
   void Stop() {
     for (auto& b : backends_) b->OnStop();
@@ -191,6 +211,8 @@ class Cluster {
   std::vector<std::unique_ptr<FakePort>> ports_;
   std::vector<std::unique_ptr<LocalBackend>> backends_;
   std::deque<QueuedCall> queue_;
+  std::map<uint32_t, int> fail_fsyncs_;
+  std::map<uint64_t, Session> close_on_push_;
   std::map<uint32_t, std::vector<Frame>> frames_;
   std::map<uint32_t, bool> online_;
 };
@@ -205,6 +227,7 @@ void FakePort::PushToUser(uint64_t user, uint32_t device, std::span<const uint8_
   for (uint32_t conn : cluster_->DevicesOf(user)) {
     if (device == 0 || conn % 100 == device) cluster_->Deliver(conn, frame);
   }
+  cluster_->MaybeCloseSlow(user);
 }
 void FakePort::PostCall(uint32_t shard, uint16_t kind, const void* body, size_t size, ShardPayload* payload) {
   cluster_->Post(id_, shard, kind, body, size, payload);
@@ -431,6 +454,112 @@ TEST(LocalBackendTest, DrainingFinishesWhatWasAcceptedAndRefusesNewSends) {
   fa = c.Take(a, 1);
   ASSERT_EQ(fa.size(), 1u);
   EXPECT_EQ(Ack(fa[0]).status, 0);
+}
+
+// Statuses of the SEND_ACKs a device received, by request id.
+std::map<uint32_t, proto::SendAckBody> Acks(const std::vector<Frame>& frames) {
+  std::map<uint32_t, proto::SendAckBody> out;
+  for (const Frame& f : frames) {
+    if (f.opcode == static_cast<uint8_t>(proto::Opcode::kSendAck)) out[f.request_id] = Ack(f);
+  }
+  return out;
+}
+
+TEST(LocalBackendTest, AFailedSyncAnswersUnavailableThenRecoversWithoutLossOrDuplicates) {
+  TempDir dir;
+  Cluster c(dir.path(), 2);
+  auto [a, b] = UsersOnTwoShards(2);
+  Session sa = c.Login(a, 1);
+  Session sb = c.Login(b, 1);
+  uint32_t origin = c.Owner(a);
+  c.FailFsyncs(origin, 1);
+  c.Send(sa, 1, 0, b, 100, "written, then the sync failed");
+  c.Pump();
+  auto acks = Acks(c.Take(a, 1));
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(acks[1].status, static_cast<uint16_t>(proto::SendStatus::kUnavailable));
+  EXPECT_FALSE(c.backend(origin).Ready());
+  EXPECT_EQ(c.backend(origin).stats().storage_failed.Get(), 1);
+  // While failed: new SENDs, retries and SENDs from the other shard to this one's users are answered.
+  c.Send(sa, 2, 0, b, 101, "refused while failed");
+  c.Send(sa, 3, 0, b, 100, "written, then the sync failed");
+  c.Send(sb, 4, 0, a, 200, "to a user of the failed shard");
+  c.Pump();
+  acks = Acks(c.Take(a, 1));
+  EXPECT_EQ(acks[2].status, static_cast<uint16_t>(proto::SendStatus::kUnavailable));
+  EXPECT_EQ(acks[3].status, static_cast<uint16_t>(proto::SendStatus::kUnavailable));
+  EXPECT_EQ(Acks(c.Take(b, 1))[4].status, static_cast<uint16_t>(proto::SendStatus::kUnavailable));
+  // The probe writes the kept batch again and syncs it: the first message is stored after all, once.
+  usleep(1100 * 1000);
+  c.Pump();
+  EXPECT_TRUE(c.backend(origin).Ready());
+  EXPECT_EQ(c.backend(origin).stats().storage_recoveries_total.Get(), 1u);
+  c.Send(sa, 5, 0, b, 100, "written, then the sync failed");  // the client's retry
+  c.Send(sa, 6, 0, b, 102, "after the recovery");
+  c.Pump();
+  acks = Acks(c.Take(a, 1));
+  ASSERT_EQ(acks[5].status, 0);
+  ASSERT_EQ(acks[6].status, 0);
+  c.Sync(sb, 7, 0, 100);
+  std::vector<std::string> got;
+  for (const Frame& f : c.Take(b, 1)) {
+    if (f.opcode == static_cast<uint8_t>(proto::Opcode::kPush) && f.request_id == 0) got.push_back(Text(Push(f)));
+  }
+  // Live pushes and the SYNC both carry the messages; each text once per path, never the refused one.
+  std::map<std::string, int> count;
+  for (const std::string& t : got) ++count[t];
+  EXPECT_EQ(count["written, then the sync failed"], 2) << "one live push, one in the SYNC";
+  EXPECT_EQ(count["after the recovery"], 2);
+  EXPECT_EQ(count.count("refused while failed"), 0u);
+  EXPECT_EQ(c.backend(c.Owner(b)).store().FindInbox(b)->durable_seq(), 2u);
+}
+
+TEST(LocalBackendTest, ARecipientShardThatFailsHoldsItsDeliversAndTheOriginAnswers) {
+  TempDir dir;
+  Cluster c(dir.path(), 2);
+  auto [a, b] = UsersOnTwoShards(2);
+  Session sa = c.Login(a, 1);
+  Session sb = c.Login(b, 1);
+  uint32_t recipient = c.Owner(b);
+  c.FailFsyncs(recipient, 1);
+  c.Send(sa, 1, 0, b, 300, "to a shard whose sync fails");
+  c.Pump();
+  EXPECT_EQ(Acks(c.Take(a, 1))[1].status, static_cast<uint16_t>(proto::SendStatus::kUnavailable));
+  EXPECT_FALSE(c.backend(recipient).Ready());
+  c.Send(sa, 2, 0, b, 301, "while the recipient shard is failed");
+  c.Pump();
+  EXPECT_EQ(Acks(c.Take(a, 1))[2].status, static_cast<uint16_t>(proto::SendStatus::kUnavailable));
+  usleep(1100 * 1000);
+  c.Pump();
+  EXPECT_TRUE(c.backend(recipient).Ready());
+  c.Send(sa, 3, 0, b, 300, "to a shard whose sync fails");
+  c.Pump();
+  std::map<uint32_t, proto::SendAckBody> acks = Acks(c.Take(a, 1));
+  EXPECT_EQ(acks[3].status, 0);
+  EXPECT_EQ(c.backend(recipient).store().FindInbox(b)->durable_seq(), 1u) << "stored once, the refused one never";
+}
+
+TEST(LocalBackendTest, ASubscriberClosedWhileItsSubscribeIsAnsweredIsDroppedCleanly) {
+  TempDir dir;
+  Cluster c(dir.path(), 1);  // one shard: every PresenceCall runs inside the subscribe
+  Session watcher = c.Login(7, 1);
+  c.Login(8, 1);
+  c.CloseOnPush(watcher);  // the first PRESENCE answer closes the watcher's connection
+  proto::PresenceSubscribeBody b;
+  std::vector<uint8_t> ids(3 * proto::kIdSize);
+  for (int i = 0; i < 3; ++i) proto::PutId(ids.data() + i * proto::kIdSize, 8 + i);
+  b.user_ids = ids;
+  b.subscribe = 1;
+  std::vector<uint8_t> frame(proto::FrameSize(b));
+  size_t n = proto::Encode(9, b, frame);
+  proto::Header h;
+  ASSERT_EQ(proto::PeekFrame({frame.data(), n}, 1 << 20, &h), proto::FrameStatus::kOk);
+  EXPECT_EQ(c.backend(0).OnFrame(watcher, h, {frame.data() + proto::kHeaderSize, n - proto::kHeaderSize}),
+            Backend::FrameVerdict::kHandled);
+  c.Pump();
+  // The session (and its subscriptions) ended; nothing of it is left to leak or to be touched again.
+  c.backend(0).RefreshStats();
+  EXPECT_EQ(c.backend(0).stats().presence_subscriptions.Get(), 0);
 }
 
 TEST(LocalBackendTest, FsyncAlwaysAndNoneAlsoDeliver) {
