@@ -16,6 +16,12 @@ inline uint64_t MonoNanos() {
 }
 inline uint64_t MonoMillis() { return MonoNanos() / 1000000ull; }
 
+inline uint64_t UnixNanos() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
 inline uint64_t UnixMillis() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);

@@ -85,6 +85,7 @@ class Shard final : public GatewayPort {
   void PushToUsers(std::span<const uint64_t> user_ids, std::span<const uint8_t> frame) override;
   void Kick(uint64_t user_id, uint32_t device_id, protocol::KickReason reason, std::string_view message) override;
   void ObserveBackendLatency(double seconds) override { stats_.backend_latency_seconds.Observe(seconds); }
+  void ObservePushDelaySeconds(double seconds) override { stats_.push_delay_seconds.Observe(seconds); }
   void SubmitFsync(int fd, uint32_t token) override;
 
  protected:

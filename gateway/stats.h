@@ -83,6 +83,7 @@ std::string_view CloseReasonName(CloseReason r);
 #define LONGLINK_GATEWAY_HISTOGRAMS(H)                                                                \
   H(backend_latency_seconds, "Time spent in backend operations (SEND received to SEND_ACK queued)")  \
   H(login_latency_seconds, "LOGIN received to LOGIN_ACK queued")                                     \
+  H(push_delay_seconds, "A message's server time (SEND accepted, 1 ms resolution) to its live PUSH queued")  \
   H(loop_round_seconds,                                                                              \
     "Busy time of one shard loop round (completions, queues, timers, backend, sends); a long round "  \
     "delays every connection of the shard")

@@ -41,9 +41,24 @@ void LoadShard::Join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void LoadShard::CopyLive(Histogram* out) {
+void LoadShard::CopyLive(Histogram* e2e, Histogram* heartbeat, Histogram* lag) {
   std::lock_guard<std::mutex> lock(impl_->live_mu_);
-  out->Merge(impl_->live_e2e_);
+  e2e->Merge(impl_->live_e2e_);
+  heartbeat->Merge(impl_->live_heartbeat_);
+  lag->Merge(impl_->live_lag_);
+}
+
+uint64_t Engine::TargetOnline(uint64_t ms) const {
+  auto reached = [ms](const Wave& w) -> uint64_t {
+    if (ms < w.start_ms) return 0;
+    if (w.rate <= 0) return w.count;
+    double n = static_cast<double>(ms - w.start_ms) * w.rate / 1000.0;
+    return std::min<uint64_t>(w.count, static_cast<uint64_t>(n));
+  };
+  int64_t n = 0;
+  for (const Wave& w : config_.joins) n += static_cast<int64_t>(reached(w));
+  for (const Wave& w : config_.leaves) n -= static_cast<int64_t>(reached(w));
+  return static_cast<uint64_t>(std::max<int64_t>(0, n));
 }
 
 Engine::Engine(EngineConfig config) : config_(std::move(config)) {
@@ -73,15 +88,57 @@ Engine::Engine(EngineConfig config) : config_(std::move(config)) {
 }
 Engine::~Engine() = default;
 
+namespace {
+
+// Counter sums over the shards, as of one moment.
+struct Totals {
+  uint64_t connected = 0, online = 0, connects = 0, logins = 0, sent = 0, acked = 0, delivered = 0;
+  uint64_t connect_errors = 0, login_failures = 0, protocol_errors = 0, disconnects = 0, reconnects = 0;
+  uint64_t flaps = 0, zombies = 0, nat_blackholes = 0;
+};
+
+Totals Sum(const std::vector<std::unique_ptr<LoadShard>>& shards) {
+  Totals t;
+  for (const auto& s : shards) {
+    const ShardCounters& c = s->counters();
+    t.connected += static_cast<uint64_t>(std::max<int64_t>(0, c.connected.Get()));
+    t.online += static_cast<uint64_t>(std::max<int64_t>(0, c.online.Get()));
+    t.connects += c.connects.Get();
+    t.logins += c.logins.Get();
+    t.sent += c.sent.Get();
+    t.acked += c.acked.Get();
+    t.delivered += c.delivered.Get();
+    t.connect_errors += c.connect_errors.Get();
+    t.login_failures += c.login_failures.Get();
+    t.protocol_errors += c.protocol_errors.Get();
+    t.disconnects += c.disconnects.Get();
+    t.reconnects += c.reconnects.Get();
+    t.flaps += c.flaps.Get();
+    t.zombies += c.zombies.Get();
+    t.nat_blackholes += c.nat_blackholes.Get();
+  }
+  return t;
+}
+
+double Ms(const Histogram& h, double p) {
+  return h.Count() == 0 ? 0.0 : static_cast<double>(h.ValueAtPercentile(p)) / 1e6;
+}
+
+}  // namespace
+
 absl::Status Engine::Run(uint64_t live_interval_ms) {
   bool live_line = live_interval_ms > 0;
   rss_start_ = rss_peak_ = core::ResidentBytes();
   if (config_.targets.empty()) return absl::InvalidArgumentError("no target");
   start_ns_ = core::MonoNanos() + 50000000ull;
   end_ns_ = start_ns_ + config_.duration_ms * 1000000ull;
+  started_ns_.store(start_ns_, std::memory_order_release);
   for (auto& s : shards_) s->Start();
-  uint64_t last_sent = 0, last_delivered = 0, last_connects = 0;
-  uint64_t next = start_ns_ + live_interval_ms * 1000000ull;
+  uint64_t next_live = start_ns_ + live_interval_ms * 1000000ull;
+  uint64_t next_point = start_ns_ + 1000000000ull;
+  Totals last_live, last_point;
+  uint64_t last_point_ns = start_ns_;
+  Histogram prev_e2e, prev_hb, prev_lag;
   bool done = false;
   while (!done) {
     usleep(100000);
@@ -94,34 +151,61 @@ absl::Status Engine::Run(uint64_t live_interval_ms) {
     }
     online_peak_ = std::max<uint64_t>(online_peak_, static_cast<uint64_t>(std::max<int64_t>(0, online_now)));
     rss_peak_ = std::max(rss_peak_, core::ResidentBytes());
-    if (live_line && now >= next) {
-      next += live_interval_ms * 1000000ull;
-      uint64_t connected = 0, online = 0, sent = 0, delivered = 0, errors = 0, reconnects = 0, connects = 0;
-      Histogram e2e;
-      for (auto& s : shards_) {
-        const ShardCounters& c = s->counters();
-        connected += static_cast<uint64_t>(std::max<int64_t>(0, c.connected.Get()));
-        online += static_cast<uint64_t>(std::max<int64_t>(0, c.online.Get()));
-        sent += c.sent.Get();
-        delivered += c.delivered.Get();
-        errors += c.connect_errors.Get() + c.login_failures.Get() + c.protocol_errors.Get();
-        reconnects += c.reconnects.Get();
-        connects += c.connects.Get();
-        s->CopyLive(&e2e);
-      }
-      std::fprintf(
-          stderr,
-          "t=%5.1fs connected=%lu online=%lu connect/s=%lu msg/s sent=%lu delivered=%lu e2e p50=%.2fms "
-          "p99=%.2fms errors=%lu reconnects=%lu\n",
-          static_cast<double>(now - start_ns_) / 1e9, connected, online,
-          static_cast<unsigned long>(static_cast<double>(connects - last_connects) * 1000.0 / live_interval_ms),
-          static_cast<unsigned long>(static_cast<double>(sent - last_sent) * 1000.0 / live_interval_ms),
-          static_cast<unsigned long>(static_cast<double>(delivered - last_delivered) * 1000.0 / live_interval_ms),
-          static_cast<double>(e2e.ValueAtPercentile(50)) / 1e6, static_cast<double>(e2e.ValueAtPercentile(99)) / 1e6,
-          errors, reconnects);
-      last_sent = sent;
-      last_delivered = delivered;
-      last_connects = connects;
+    bool point = now >= next_point || done;
+    bool line = live_line && now >= next_live;
+    if (!point && !line) continue;
+    Totals t = Sum(shards_);
+    Histogram e2e, hb, lag;
+    for (auto& s : shards_) s->CopyLive(&e2e, &hb, &lag);
+    if (line) {
+      next_live += live_interval_ms * 1000000ull;
+      auto per_s = [live_interval_ms](uint64_t a, uint64_t b) {
+        return static_cast<unsigned long>(static_cast<double>(a - std::min(a, b)) * 1000.0 / live_interval_ms);
+      };
+      std::fprintf(stderr,
+                   "t=%5.1fs connected=%lu online=%lu connect/s=%lu msg/s sent=%lu delivered=%lu e2e p50=%.2fms "
+                   "p99=%.2fms errors=%lu reconnects=%lu\n",
+                   static_cast<double>(now - start_ns_) / 1e9, static_cast<unsigned long>(t.connected),
+                   static_cast<unsigned long>(t.online), per_s(t.connects, last_live.connects),
+                   per_s(t.sent, last_live.sent), per_s(t.delivered, last_live.delivered), Ms(e2e, 50), Ms(e2e, 99),
+                   static_cast<unsigned long>(t.connect_errors + t.login_failures + t.protocol_errors),
+                   static_cast<unsigned long>(t.reconnects));
+      last_live = t;
+    }
+    if (point && now > last_point_ns) {
+      // One point of the timeline: rates and percentiles over the second that just ended.
+      next_point += 1000000000ull;
+      double secs = static_cast<double>(now - last_point_ns) / 1e9;
+      auto rate = [secs](uint64_t a, uint64_t b) { return static_cast<double>(a - std::min(a, b)) / secs; };
+      TimelinePoint p;
+      p.t_s = static_cast<double>(now - start_ns_) / 1e9;
+      // Past the end of the run the clients close: nobody is wanted online any more.
+      p.target = now >= end_ns_ ? 0.0 : static_cast<double>(TargetOnline(now > start_ns_ ? (now - start_ns_) / 1000000ull : 0));
+      p.online = static_cast<double>(t.online);
+      p.connected = static_cast<double>(t.connected);
+      p.connects = rate(t.connects, last_point.connects);
+      p.logins = rate(t.logins, last_point.logins);
+      p.sent = rate(t.sent, last_point.sent);
+      p.acked = rate(t.acked, last_point.acked);
+      p.delivered = rate(t.delivered, last_point.delivered);
+      p.connect_errors = rate(t.connect_errors + t.login_failures, last_point.connect_errors + last_point.login_failures);
+      p.disconnects = rate(t.disconnects, last_point.disconnects);
+      p.reconnects = rate(t.reconnects, last_point.reconnects);
+      p.protocol_errors = rate(t.protocol_errors, last_point.protocol_errors);
+      p.flaps = rate(t.flaps, last_point.flaps);
+      p.zombies = rate(t.zombies, last_point.zombies);
+      p.nat_blackholes = rate(t.nat_blackholes, last_point.nat_blackholes);
+      Histogram e2e_s = e2e.Since(prev_e2e), hb_s = hb.Since(prev_hb), lag_s = lag.Since(prev_lag);
+      p.e2e_p50 = Ms(e2e_s, 50);
+      p.e2e_p99 = Ms(e2e_s, 99);
+      p.heartbeat_p99 = Ms(hb_s, 99);
+      p.lag_p99 = Ms(lag_s, 99);
+      timeline_.Add(p);
+      last_point = t;
+      last_point_ns = now;
+      prev_e2e = std::move(e2e);
+      prev_hb = std::move(hb);
+      prev_lag = std::move(lag);
     }
   }
   for (auto& s : shards_) s->Join();

@@ -23,6 +23,7 @@
 #include "loadgen/histogram.h"
 #include "loadgen/ledger.h"
 #include "loadgen/netsim.h"
+#include "loadgen/timeline.h"
 #include "loadgen/plan.h"
 #include "loadgen/vocabulary.h"
 #include "metrics/metrics.h"
@@ -128,14 +129,25 @@ class LoadShard {
   const absl::Status& status() const { return status_; }
   bool finished() const { return finished_.load(std::memory_order_acquire); }
 
+  // A latency histogram of the report (exact percentiles, read after Join) that also feeds a Prometheus
+  // histogram the metrics endpoint reads while the run goes on (seconds, metrics::LatencyBuckets()).
+  struct Timing : Histogram {
+    void Record(uint64_t ns) {
+      Histogram::Record(ns);
+      live.Observe(static_cast<double>(ns) * 1e-9);
+    }
+    metrics::Histogram live;
+  };
   // Latency histograms, owned by the shard thread; read them after Join().
   struct Latencies {
-    Histogram connect, login, heartbeat_rtt, send_ack, end_to_end, reconnect, lag, zombie_reap, sync, heartbeat_interval;
+    Timing connect, login, heartbeat_rtt, send_ack, end_to_end, reconnect, lag, zombie_reap, sync;
+    Histogram heartbeat_interval;
   };
   const Latencies& latencies() const { return lat_; }
   const LedgerShard& ledger() const { return ledger_; }
-  // A copy of the end-to-end histogram for the live line, refreshed by the shard about once a second.
-  void CopyLive(Histogram* out);
+  // Copies of the end-to-end, heartbeat round trip and generator lag histograms, refreshed by the shard
+  // twice a second, for the live line and the timeline.
+  void CopyLive(Histogram* e2e, Histogram* heartbeat, Histogram* lag);
 
  private:
   class Impl;  // load_shard.h
@@ -143,6 +155,7 @@ class LoadShard {
   uint32_t id_;
   std::thread thread_;
   std::atomic<bool> finished_{false};
+  std::atomic<uint64_t> started_ns_{0};
   absl::Status status_;
   ShardCounters counters_;
   Latencies lat_;
@@ -195,6 +208,26 @@ class Engine {
   // The process's resident memory before the shards started and at its highest during the run.
   uint64_t rss_start() const { return rss_start_; }
   uint64_t rss_peak() const { return rss_peak_; }
+  // How many clients the plan wants online `ms` into the run (its join and leave waves).
+  uint64_t TargetOnline(uint64_t ms) const;
+  // The run second by second (Run samples it); read after Run returns.
+  const Timeline& timeline() const { return timeline_; }
+  // The ledger's verdict, published once the report is built, for the metrics endpoint (any thread).
+  void PublishFinal(uint64_t lost, uint64_t out_of_order, bool valid, bool passed) {
+    final_lost_.store(lost, std::memory_order_relaxed);
+    final_out_of_order_.store(out_of_order, std::memory_order_relaxed);
+    final_valid_.store(valid, std::memory_order_relaxed);
+    final_passed_.store(passed, std::memory_order_relaxed);
+    // release: the figures above are visible to a scraper that sees the run finished.
+    finished_.store(true, std::memory_order_release);
+  }
+  // When the run started (CLOCK_MONOTONIC ns; 0 before Run), for the metrics endpoint's thread.
+  uint64_t started_ns() const { return started_ns_.load(std::memory_order_acquire); }
+  bool run_finished() const { return finished_.load(std::memory_order_acquire); }
+  uint64_t final_lost() const { return final_lost_.load(std::memory_order_relaxed); }
+  uint64_t final_out_of_order() const { return final_out_of_order_.load(std::memory_order_relaxed); }
+  bool final_passed() const { return final_passed_.load(std::memory_order_relaxed); }
+  bool final_valid() const { return final_valid_.load(std::memory_order_relaxed); }
 
  private:
   EngineConfig config_;
@@ -211,6 +244,13 @@ class Engine {
   std::atomic<uint64_t> groups_ready_users_{0};
   uint64_t rss_start_ = 0;
   uint64_t rss_peak_ = 0;
+  Timeline timeline_;
+  std::atomic<bool> finished_{false};
+  std::atomic<uint64_t> started_ns_{0};
+  std::atomic<uint64_t> final_lost_{0};
+  std::atomic<uint64_t> final_out_of_order_{0};
+  std::atomic<bool> final_valid_{true};
+  std::atomic<bool> final_passed_{true};
 };
 
 // Parses "host:port" or "[v6]:port" into a Target.

@@ -41,6 +41,22 @@ uint64_t Histogram::ValueAtPercentile(double p) const {
   return max_;
 }
 
+Histogram Histogram::Since(const Histogram& earlier) const {
+  Histogram out(max_trackable_);
+  if (earlier.max_trackable_ != max_trackable_ || earlier.count_ > count_) return out;
+  for (size_t i = 0; i < counts_.size(); ++i) {
+    uint64_t n = counts_[i] - std::min(counts_[i], earlier.counts_[i]);
+    if (n == 0) continue;
+    out.counts_[i] = n;
+    out.count_ += n;
+    out.min_ = std::min(out.min_, BucketLowest(i));
+    out.max_ = std::max(out.max_, BucketHighest(i));
+  }
+  out.sum_ = sum_ - earlier.sum_;
+  out.clamped_ = clamped_ - std::min(clamped_, earlier.clamped_);
+  return out;
+}
+
 void Histogram::Merge(const Histogram& other) {
   if (other.count_ == 0) return;
   if (other.max_trackable_ == max_trackable_) {

@@ -64,6 +64,9 @@ class Histogram {
   // otherwise other's buckets are re-recorded at their highest values.
   void Merge(const Histogram& other);
   void Reset();
+  // The samples recorded since `earlier`, a copy of this histogram taken before (same layout): for the
+  // percentiles of one interval of a run. Min and max become the bounds of the outermost buckets.
+  Histogram Since(const Histogram& earlier) const;
 
   uint64_t max_trackable() const { return max_trackable_; }
   size_t bucket_count() const { return counts_.size(); }

@@ -211,6 +211,10 @@ void LoadShard::Impl::PublishLive() {
   std::lock_guard<std::mutex> lock(live_mu_);
   live_e2e_.Reset();
   live_e2e_.Merge(s_->lat_.end_to_end);
+  live_heartbeat_.Reset();
+  live_heartbeat_.Merge(s_->lat_.heartbeat_rtt);
+  live_lag_.Reset();
+  live_lag_.Merge(s_->lat_.lag);
 }
 
 void LoadShard::Impl::HandleCqe(const io_uring_cqe* cqe) {

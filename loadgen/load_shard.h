@@ -45,6 +45,8 @@ class LoadShard::Impl {
 
   std::mutex live_mu_;
   Histogram live_e2e_;
+  Histogram live_heartbeat_;
+  Histogram live_lag_;
 
  private:
   // The op of a request, in its user_data (core::PackUserData). kOpIgnore completions are not looked at.

@@ -16,6 +16,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/cli.h"
 #include "loadgen/engine.h"
@@ -176,9 +177,13 @@ int main(int argc, char** argv) {
   ll::Scenario effective = *scenario;
   effective.shards = config->shards;
   ll::Engine engine(*config);
+  ll::RunLabels run{scenario->output.run_id, effective.name.empty() ? "flags" : effective.name};
+  if (run.run_id.empty()) run.run_id = run.scenario + "-" + absl::FormatTime("%Y%m%dT%H%M%SZ", absl::Now(), absl::UTCTimeZone());
   longlink::metrics::HttpEndpoint endpoint;
   if (scenario->output.metrics_port >= 0) {
-    endpoint.AddCollector([&engine](std::vector<prometheus::MetricFamily>* out) { ll::CollectMetrics(engine, out); });
+    endpoint.AddCollector([&engine, &effective, &run](std::vector<prometheus::MetricFamily>* out) {
+      ll::CollectMetrics(engine, effective, run, out);
+    });
     absl::Status mst = endpoint.Start("127.0.0.1", static_cast<uint16_t>(scenario->output.metrics_port));
     if (!mst.ok()) {
       std::fprintf(stderr, "longlink-loadgen: %s\n", std::string(mst.message()).c_str());
@@ -192,14 +197,28 @@ int main(int argc, char** argv) {
     return st.code() == absl::StatusCode::kInvalidArgument ? ll::kExitBadScenario : 1;
   }
   ll::Report report = ll::BuildReport(engine, effective);
+  engine.PublishFinal(static_cast<uint64_t>(report.ledger.lost), static_cast<uint64_t>(report.ledger.out_of_order),
+                      report.valid, ll::ReportExitCode(report) == ll::kExitOk);
   std::fputs(ll::RenderText(report, effective).c_str(), stdout);
-  if (!scenario->output.report_json.empty()) {
-    std::ofstream out(scenario->output.report_json);
-    out << ll::RenderJson(report, effective);
+  int code = ll::ReportExitCode(report);
+  auto write = [&code](const std::string& path, const std::string& text) {
+    if (path.empty()) return;
+    std::ofstream out(path);
+    out << text;
+    out.close();
     if (!out) {
-      std::fprintf(stderr, "longlink-loadgen: cannot write %s\n", scenario->output.report_json.c_str());
-      return 1;
+      std::fprintf(stderr, "longlink-loadgen: cannot write %s\n", path.c_str());
+      if (code == ll::kExitOk) code = 1;
     }
+  };
+  write(scenario->output.report_json, ll::RenderJson(report, effective));
+  write(scenario->output.report_html, ll::RenderHtml(report, effective));
+  std::fflush(stdout);
+  if (scenario->output.metrics_port >= 0 && scenario->output.metrics_linger > absl::ZeroDuration()) {
+    // The final figures (messages lost, run finished, ...) stay up for one more scrape or two.
+    std::fprintf(stderr, "longlink-loadgen: serving the final metrics for %s more\n",
+                 absl::FormatDuration(scenario->output.metrics_linger).c_str());
+    absl::SleepFor(scenario->output.metrics_linger);
   }
-  return ll::ReportExitCode(report);
+  return code;
 }

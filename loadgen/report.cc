@@ -9,7 +9,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/clock.h"
 #include "metrics/http_endpoint.h"
+#include "metrics/stats.h"
 
 namespace longlink::loadgen {
 namespace {
@@ -23,6 +25,15 @@ Report::Latency Summarize(const std::string& name, const Histogram& h) {
   l.p99 = static_cast<double>(h.ValueAtPercentile(99)) / 1e6;
   l.p999 = static_cast<double>(h.ValueAtPercentile(99.9)) / 1e6;
   l.max = static_cast<double>(h.Max()) / 1e6;
+  if (l.count > 0) {
+    // 0, 50, 75, 87.5, ...: the tail gets as many points as the body, as in HdrHistogram's plots.
+    for (double rest = 100; rest >= 0.001 && 100 - rest < 100.0 * (1.0 - 1.0 / static_cast<double>(l.count));
+         rest /= 2) {
+      double p = 100 - rest;
+      l.spectrum.emplace_back(p, static_cast<double>(h.ValueAtPercentile(p)) / 1e6);
+    }
+    l.spectrum.emplace_back(100, l.max);
+  }
   return l;
 }
 
@@ -59,7 +70,9 @@ std::string JsonNumber(double v) {
   return absl::StrFormat("%.6g", v);
 }
 
-std::string Machine() {
+}  // namespace
+
+std::string MachineDescription() {
   utsname u{};
   uname(&u);
   long pages = sysconf(_SC_PHYS_PAGES);
@@ -67,8 +80,6 @@ std::string Machine() {
   return absl::StrFormat("%s %s %s, %ld cores, %.1f GiB", u.sysname, u.release, u.machine,
                          sysconf(_SC_NPROCESSORS_ONLN), static_cast<double>(pages) * page / (1 << 30));
 }
-
-}  // namespace
 
 Report BuildReport(const Engine& engine, const Scenario& scenario) {
   Report r;
@@ -134,6 +145,8 @@ Report BuildReport(const Engine& engine, const Scenario& scenario) {
   }
   r.ledger = Merge(std::span<const LedgerShard* const>(ledgers.data(), ledgers.size()));
   r.elapsed_s = static_cast<double>(engine.end_ns() - engine.start_ns()) / 1e9;
+  r.timeline = engine.timeline().points();
+  r.timeline_spacing_s = engine.timeline().spacing_s();
   r.latencies = {Summarize("connect", all.connect),
                  Summarize("login", all.login),
                  Summarize("heartbeat_rtt", all.heartbeat_rtt),
@@ -212,7 +225,9 @@ Report BuildReport(const Engine& engine, const Scenario& scenario) {
   return r;
 }
 
-void CollectMetrics(const Engine& engine, std::vector<prometheus::MetricFamily>* out) {
+void CollectMetrics(const Engine& engine, const Scenario& scenario, const RunLabels& run,
+                    std::vector<prometheus::MetricFamily>* out) {
+  const std::vector<prometheus::ClientMetric::Label> labels = {{"run_id", run.run_id}};
   struct Item {
     const char* name;
     const char* help;
@@ -231,41 +246,108 @@ void CollectMetrics(const Engine& engine, std::vector<prometheus::MetricFamily>*
        [](const ShardCounters& c) { return c.delivered.Get(); }},
       {"messages_duplicated_total", "PUSHes of messages already delivered",
        [](const ShardCounters& c) { return c.duplicates.Get(); }},
+      {"payload_bytes_total", "Message payload bytes sent", [](const ShardCounters& c) { return c.payload_bytes.Get(); }},
       {"pings_total", "PINGs sent", [](const ShardCounters& c) { return c.pings.Get(); }},
       {"pongs_total", "PONGs received", [](const ShardCounters& c) { return c.pongs.Get(); }},
       {"reconnects_total", "Reconnect attempts scheduled", [](const ShardCounters& c) { return c.reconnects.Get(); }},
+      {"syncs_total", "SYNCs that caught an inbox up after a reconnect",
+       [](const ShardCounters& c) { return c.syncs.Get(); }},
       {"protocol_errors_total", "Unexpected or malformed frames",
        [](const ShardCounters& c) { return c.protocol_errors.Get(); }},
       {"disconnects_total", "Connections lost that the scenario did not drop",
        [](const ShardCounters& c) { return c.disconnects.Get(); }},
+      {"kicks_total", "KICKs received from the gateway", [](const ShardCounters& c) { return c.kicks.Get(); }},
       {"heartbeat_failures_total", "PINGs left unanswered past the pong timeout",
        [](const ShardCounters& c) { return c.pong_timeouts.Get(); }},
       {"flaps_total", "Simulated abrupt connection losses", [](const ShardCounters& c) { return c.flaps.Get(); }},
+      {"stalls_total", "Simulated network stalls", [](const ShardCounters& c) { return c.stalls.Get(); }},
+      {"nat_blackholes_total", "Simulated NAT bindings that expired silently",
+       [](const ShardCounters& c) { return c.nat_blackholes.Get(); }},
       {"zombies_total", "Connections made half-open by the network simulation",
        [](const ShardCounters& c) { return c.zombies.Get(); }},
       {"zombies_reaped_total", "Half-open connections the gateway closed",
        [](const ShardCounters& c) { return c.zombies_reaped.Get(); }},
       {"leaves_total", "Clients taken down by drain and spike phases",
        [](const ShardCounters& c) { return c.leaves.Get(); }},
+      {"storm_drops_total", "Connections dropped by reconnect storms and churn",
+       [](const ShardCounters& c) { return c.storm_drops.Get(); }},
   };
   for (const Item& item : kCounters) {
     auto f = metrics::CounterFamily(std::string("longlink_loadgen_") + item.name, item.help);
     uint64_t total = 0;
     for (const auto& s : engine.shards()) total += item.get(s->counters());
-    metrics::AddSample(&f, static_cast<double>(total));
+    metrics::AddSample(&f, static_cast<double>(total), labels);
     out->push_back(std::move(f));
   }
-  auto connected = metrics::GaugeFamily("longlink_loadgen_connected", "Clients with an open connection");
-  auto online = metrics::GaugeFamily("longlink_loadgen_online", "Clients logged in");
-  int64_t c = 0, o = 0;
+  int64_t connected = 0, online = 0;
   for (const auto& s : engine.shards()) {
-    c += s->counters().connected.Get();
-    o += s->counters().online.Get();
+    connected += s->counters().connected.Get();
+    online += s->counters().online.Get();
   }
-  metrics::AddSample(&connected, static_cast<double>(c));
-  metrics::AddSample(&online, static_cast<double>(o));
-  out->push_back(std::move(connected));
-  out->push_back(std::move(online));
+  uint64_t started = engine.started_ns(), now = core::MonoNanos();
+  uint64_t target = started == 0 || now < started || now - started >= engine.config().duration_ms * 1000000ull
+                        ? 0
+                        : engine.TargetOnline((now - started) / 1000000ull);
+  bool finished = engine.run_finished();
+  struct Gauge {
+    const char* name;
+    const char* help;
+    double value;
+  };
+  const Gauge gauges[] = {
+      {"connected", "Clients with an open connection", static_cast<double>(std::max<int64_t>(0, connected))},
+      {"online", "Clients logged in", static_cast<double>(std::max<int64_t>(0, online))},
+      {"target_online", "Clients the scenario's phases want online now (0 once the run has finished)",
+       finished ? 0.0 : static_cast<double>(target)},
+      {"clients", "Clients the scenario simulates", static_cast<double>(scenario.clients)},
+      {"target_connect_rate", "The scenario's connect rate (connections per second)", scenario.connect_rate},
+      {"run_finished", "1 once the run is over and the report is built", finished ? 1.0 : 0.0},
+      {"run_valid", "0 when the generator fell behind its own timers (its latencies measure itself); 1 otherwise",
+       engine.final_valid() ? 1.0 : 0.0},
+      {"run_passed", "0 when the finished run violated a threshold or was invalid; 1 otherwise",
+       engine.final_passed() ? 1.0 : 0.0},
+      {"messages_lost", "Acknowledged deliveries the ledger found missing (known when the run finishes, 0 before)",
+       static_cast<double>(engine.final_lost())},
+      {"messages_out_of_order",
+       "Deliveries the ledger found out of order (known when the run finishes, 0 before)",
+       static_cast<double>(engine.final_out_of_order())},
+  };
+  for (const Gauge& g : gauges) {
+    auto f = metrics::GaugeFamily(std::string("longlink_loadgen_") + g.name, g.help);
+    metrics::AddSample(&f, g.value, labels);
+    out->push_back(std::move(f));
+  }
+  auto info = metrics::GaugeFamily("longlink_loadgen_run_info", "Always 1: the run and its scenario");
+  metrics::AddSample(&info, 1, {{"run_id", run.run_id}, {"scenario", run.scenario}});
+  out->push_back(std::move(info));
+
+  struct Hist {
+    const char* name;
+    const char* help;
+    const LoadShard::Timing LoadShard::Latencies::*timing;
+  };
+  static const Hist kHists[] = {
+      {"connect_seconds", "TCP connect time", &LoadShard::Latencies::connect},
+      {"login_seconds", "LOGIN to LOGIN_ACK", &LoadShard::Latencies::login},
+      {"heartbeat_rtt_seconds", "PING to PONG", &LoadShard::Latencies::heartbeat_rtt},
+      {"send_ack_seconds", "SEND to SEND_ACK", &LoadShard::Latencies::send_ack},
+      {"end_to_end_seconds", "SEND to the recipient's PUSH", &LoadShard::Latencies::end_to_end},
+      {"reconnect_seconds", "Connection loss to logged in again", &LoadShard::Latencies::reconnect},
+      {"sync_seconds", "SYNC round trip after a reconnect", &LoadShard::Latencies::sync},
+      {"zombie_reap_seconds", "Half-open connection made to the gateway closing it",
+       &LoadShard::Latencies::zombie_reap},
+      {"generator_lag_seconds", "How late the generator ran its timers (past 100 ms at p99 the run is invalid)",
+       &LoadShard::Latencies::lag},
+  };
+  for (const Hist& h : kHists) {
+    auto f = metrics::HistogramFamily(std::string("longlink_loadgen_") + h.name, h.help);
+    std::vector<uint64_t> counts(metrics::LatencyBuckets().upper_bounds.size() + 1, 0);
+    double sum = 0;
+    for (const auto& s : engine.shards()) (s->latencies().*h.timing).live.AddTo(&counts, &sum);
+    metrics::AddHistogram(&f, metrics::LatencyBuckets().upper_bounds, counts, sum, labels);
+    out->push_back(std::move(f));
+  }
+  metrics::CollectProcess(out);
 }
 
 int ReportExitCode(const Report& r) {
@@ -283,7 +365,7 @@ std::string RenderText(const Report& r, const Scenario& s) {
   o << absl::StrFormat("  scenario      %s: %d clients, %d shards, %.0f connects/s, %.1f s, %.3g msg/s per client\n",
                        s.name.empty() ? "(flags)" : s.name, s.clients, s.shards, s.connect_rate, r.elapsed_s,
                        s.messaging.rate_per_client);
-  o << "  machine       " << Machine() << "\n";
+  o << "  machine       " << MachineDescription() << "\n";
   auto& m = r.metrics;
   o << absl::StrFormat(
       "  connections   %.0f attempts, %.0f errors, %.0f login errors, %.0f reconnects, %.0f protocol errors, "
@@ -341,7 +423,7 @@ std::string RenderText(const Report& r, const Scenario& s) {
 std::string RenderJson(const Report& r, const Scenario& s) {
   std::ostringstream o;
   o << "{\n  \"scenario\": " << JsonString(ScenarioToYaml(s, /*redact_secret=*/true)) << ",\n";
-  o << "  \"machine\": " << JsonString(Machine()) << ",\n";
+  o << "  \"machine\": " << JsonString(MachineDescription()) << ",\n";
   o << "  \"elapsed_seconds\": " << JsonNumber(r.elapsed_s) << ",\n";
   o << "  \"valid\": " << (r.valid ? "true" : "false") << ",\n";
   o << "  \"invalid_reason\": " << JsonString(r.invalid_reason) << ",\n";

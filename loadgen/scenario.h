@@ -191,7 +191,10 @@ struct Threshold {
 
 struct Output {
   std::string report_json;                          // empty: no JSON report
+  std::string report_html;                          // empty: no HTML report
+  std::string run_id;                               // the run_id label of the metrics; empty: <name>-<UTC start>
   int32_t metrics_port = -1;                        // Prometheus endpoint of the generator; -1: off, 0: any free port
+  absl::Duration metrics_linger = absl::ZeroDuration();  // keep serving the final figures this long after
   absl::Duration live_interval = absl::Seconds(1);  // one status line this often; 0: none
   friend bool operator==(const Output&, const Output&) = default;
 };

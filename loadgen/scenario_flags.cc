@@ -35,6 +35,10 @@ ABSL_FLAG(std::string, auth, "", "none or token");
 ABSL_FLAG(std::string, auth_secret, "", "Secret for minting tokens with --auth=token");
 ABSL_FLAG(std::string, auth_secret_file, "", "File holding the secret for --auth=token");
 ABSL_FLAG(std::string, report_json, "", "Write the final report as JSON to this file");
+ABSL_FLAG(std::string, report_html, "", "Write the final report as one self-contained HTML page to this file");
+ABSL_FLAG(std::string, run_id, "", "The run_id label on the generator's metrics (default: <scenario name>-<UTC start>)");
+ABSL_FLAG(std::string, metrics_linger, "",
+          "Keep serving /metrics this long after the run, so a scraper catches the final figures (lost, ...)");
 ABSL_FLAG(std::string, metrics_port, "", "Generator's Prometheus port (-1 off, 0 any)");
 ABSL_FLAG(std::string, live_interval, "", "Print a status line this often (0s: never)");
 ABSL_FLAG(std::string, protocol, "",
@@ -104,6 +108,9 @@ void ApplyFlags(YAML::Node& root, FlagPaths* paths) {
       {"auth-secret", absl::GetFlag(FLAGS_auth_secret), {"auth", "secret"}},
       {"auth-secret-file", absl::GetFlag(FLAGS_auth_secret_file), {"auth", "secret_file"}},
       {"report-json", absl::GetFlag(FLAGS_report_json), {"output", "report_json"}},
+      {"report-html", absl::GetFlag(FLAGS_report_html), {"output", "report_html"}},
+      {"metrics-linger", absl::GetFlag(FLAGS_metrics_linger), {"output", "metrics_linger"}},
+      {"run-id", absl::GetFlag(FLAGS_run_id), {"output", "run_id"}},
       {"metrics-port", absl::GetFlag(FLAGS_metrics_port), {"output", "metrics_port"}},
       {"live-interval", absl::GetFlag(FLAGS_live_interval), {"output", "live_interval"}},
       {"protocol", absl::GetFlag(FLAGS_protocol), {"target", "protocol"}},

@@ -279,9 +279,15 @@ absl::Status ReadThresholds(const YAML::Node& node, Marks* marks, std::vector<Th
 }
 
 absl::Status ReadOutput(const YAML::Node& node, Marks* marks, Output* o) {
-  ASSIGN_OR_RETURN(MapView m, OpenMap(node, "output", {"report_json", "metrics_port", "live_interval"}, marks));
+  ASSIGN_OR_RETURN(MapView m, OpenMap(node, "output",
+                                      {"report_json", "report_html", "run_id", "metrics_port", "metrics_linger",
+                                       "live_interval"},
+                                      marks));
   RETURN_IF_ERROR(m.Read("report_json", &o->report_json));
+  RETURN_IF_ERROR(m.Read("report_html", &o->report_html));
+  RETURN_IF_ERROR(m.Read("run_id", &o->run_id));
   RETURN_IF_ERROR(m.Read("metrics_port", &o->metrics_port));
+  RETURN_IF_ERROR(m.Read("metrics_linger", &o->metrics_linger));
   return m.Read("live_interval", &o->live_interval);
 }
 

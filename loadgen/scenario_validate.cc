@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "loadgen/scenario.h"
@@ -340,6 +341,14 @@ absl::Status Validate(const Scenario& s) {
     return FieldError("output.metrics_port", "must be -1 (off) or 0..65535");
   }
   if (s.output.live_interval < absl::ZeroDuration()) return FieldError("output.live_interval", "must be >= 0");
+  if (s.output.run_id.size() > 64 ||
+      !std::all_of(s.output.run_id.begin(), s.output.run_id.end(),
+                   [](char c) { return absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':'; })) {
+    return FieldError("output.run_id", "must be at most 64 of A-Z a-z 0-9 - _ . :");
+  }
+  if (s.output.metrics_linger < absl::ZeroDuration() || s.output.metrics_linger > absl::Hours(1)) {
+    return FieldError("output.metrics_linger", "must be 0s..1h");
+  }
   // Every duration is written back in whole milliseconds.
   for (const Phase& p : s.phases) {
     if (p.duration % absl::Milliseconds(1) != absl::ZeroDuration()) {

@@ -203,7 +203,10 @@ std::string ScenarioToYaml(const Scenario& s, bool redact_secret) {
 
   BeginSection(e, "output");
   if (!s.output.report_json.empty()) Put(e, "report_json", s.output.report_json);
+  if (!s.output.report_html.empty()) Put(e, "report_html", s.output.report_html);
+  if (!s.output.run_id.empty()) Put(e, "run_id", s.output.run_id);
   Put(e, "metrics_port", s.output.metrics_port);
+  if (s.output.metrics_linger > absl::ZeroDuration()) Put(e, "metrics_linger", s.output.metrics_linger);
   Put(e, "live_interval", s.output.live_interval);
   e << YAML::EndMap;
 

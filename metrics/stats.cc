@@ -1,5 +1,6 @@
 #include "metrics/stats.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -216,6 +217,12 @@ void CollectProcess(std::vector<prometheus::MetricFamily>* out) {
   auto max = GaugeFamily("process_max_fds", "Maximum number of open file descriptors.");
   AddSample(&max, static_cast<double>(core::MaxFds()));
   out->push_back(std::move(max));
+  auto cpu = CounterFamily("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.");
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  AddSample(&cpu, static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                      static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6);
+  out->push_back(std::move(cpu));
   auto start = GaugeFamily("process_start_time_seconds", "Start time of the process since unix epoch in seconds.");
   AddSample(&start, ProcessStartSeconds());
   out->push_back(std::move(start));

@@ -4,20 +4,23 @@
 # longlink-loadgen against it with loadgen/scenarios/mobile-mix.yaml (10,000 mobile clients on a mix of
 # simulated networks connect, log in, heartbeat adaptively, go to the background and back, flap, stall and
 # exchange messages; a ledger checks that no acknowledged message was lost or duplicated), prints the
-# loadgen's report and a summary of the gateway's own metrics, then drains the gateway with SIGTERM.
-#   scripts/run.sh [--clients N] [--seconds S] [--rate MSG_PER_S_PER_CLIENT] [--shards N]
+# loadgen's report and a summary of the gateway's own metrics, then drains the gateway with SIGTERM. The
+# reports (text, JSON and a self-contained HTML page with charts) stay in --out (default
+# build-release/reports/<UTC time>); the script prints their paths.
+#   scripts/run.sh [--clients N] [--seconds S] [--rate MSG_PER_S_PER_CLIENT] [--shards N] [--out DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/gateway.sh
 
-clients=10000; seconds=30; rate=; shards=2
+clients=10000; seconds=30; rate=; shards=2; out=
 while [ $# -gt 0 ]; do
   case "$1" in
     --clients) clients=$2; shift ;;
     --seconds) seconds=$2; shift ;;
     --rate) rate=$2; shift ;;
     --shards) shards=$2; shift ;;
-    -h|--help) sed -n "2,8p" "$0"; exit 0 ;;
+    --out) out=$2; shift ;;
+    -h|--help) sed -n "2,10p" "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -27,6 +30,9 @@ scripts/deps.sh
 cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGLINK_TESTS=OFF >/dev/null
 cmake --build build-release --target longlink-gateway longlink-loadgen -j"$(nproc)"
 
+out=${out:-build-release/reports/$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
 log=$(mktemp -d)
 trap 'kill $gw_pid 2>/dev/null || true; rm -rf "$log"' EXIT
 # A 10 s heartbeat timeout (the default is 90 s) so that the half-open connections the weak networks make are
@@ -38,12 +44,14 @@ gw_pid=$!
 wait_gateway "$log/out" "$log/err"
 echo "$gw_line"
 
-status=0
+set +e
 # Connections spread over four loopback destination addresses, so ephemeral ports never run out.
 targets="127.0.0.1:$port,127.0.0.2:$port,127.0.0.3:$port,127.0.0.4:$port"
 build-release/loadgen/longlink-loadgen --scenario=loadgen/scenarios/mobile-mix.yaml --target="$targets" \
   --clients="$clients" --duration="${seconds}s" ${rate:+--rate="$rate"} --shards="$shards" \
-  --report-json="$log/report.json" || status=$?
+  --report-json="$out/report.json" --report-html="$out/report.html" | tee "$out/report.txt"
+status=${PIPESTATUS[0]}
+set -e
 
 echo "gateway metrics:"
 python3 - "$mport" <<'PY'
@@ -64,4 +72,7 @@ for k in want:
 PY
 kill -TERM "$gw_pid"
 wait "$gw_pid" && echo "gateway drained and exited cleanly" || { echo "gateway exited with $?"; status=1; }
+echo "reports: $out/report.txt"
+echo "         $out/report.html (open it in a browser; it needs no network)"
+echo "         $out/report.json"
 exit $status

@@ -25,6 +25,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "core/clock.h"
 #include "metrics/stats.h"
 #include "protocol/frame.h"
 
@@ -127,6 +128,14 @@ class GatewayPort {
 
   // Records how long a backend operation took, for longlink_gateway_backend_latency_seconds.
   virtual void ObserveBackendLatency(double seconds) = 0;
+  // Records the delay from a message's server time (PushBody::server_time_ms, stamped when the SEND was
+  // accepted, on whichever gateway) to its live PUSH being queued here, for
+  // longlink_gateway_push_delay_seconds. Not for SYNC replays.
+  void ObservePushDelay(uint64_t server_time_ms) {
+    uint64_t now = core::UnixNanos(), then = server_time_ms * 1000000ull;
+    ObservePushDelaySeconds(now > then ? static_cast<double>(now - then) * 1e-9 : 0.0);
+  }
+  virtual void ObservePushDelaySeconds(double seconds) = 0;
   // Submits fdatasync(fd) on the shard's io_uring (IORING_OP_FSYNC with IORING_FSYNC_DATASYNC, kernel
   // 5.1); Backend::OnFsyncDone(token, res) follows on this shard.
   virtual void SubmitFsync(int fd, uint32_t token) = 0;

@@ -149,6 +149,7 @@ size_t LocalBackend::Push(const MsgView& m) {
   push.server_time_ms = m.h.server_time_ms;
   push.payload = m.payload;
   size_t n = 0;
+  bool pushed = false;
   for (uint32_t i = 0; i < m.slot_count; ++i) {
     InboxSlot s = m.slot(i);
     if (s.seq == 0) continue;
@@ -158,7 +159,9 @@ size_t LocalBackend::Push(const MsgView& m) {
     push.conv_id = ConvId(m.h, s.user);
     port_->PushToUser(s.user, 0, Encode(0, push));
     stats_.pushes_total.Inc();
+    pushed = true;
   }
+  if (pushed) port_->ObservePushDelay(m.h.server_time_ms);
   return n;
 }
 

@@ -300,7 +300,12 @@ Scenario Everything() {
                   {"connected_peak", Comparison::kGreaterEqual, 5000},
                   {"kicks", Comparison::kNotEqual, 1},
                   {"sent", Comparison::kGreater, 1e6}};
-  s.output = {"/tmp/report.json", 0, absl::Milliseconds(2500)};
+  s.output.report_json = "/tmp/report.json";
+  s.output.report_html = "/tmp/report.html";
+  s.output.run_id = "nightly-42";
+  s.output.metrics_port = 0;
+  s.output.metrics_linger = absl::Seconds(15);
+  s.output.live_interval = absl::Milliseconds(2500);
   return s;
 }
 

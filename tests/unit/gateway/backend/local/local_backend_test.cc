@@ -55,6 +55,7 @@ class FakePort final : public GatewayPort {
   }
   void Kick(uint64_t, uint32_t, proto::KickReason, std::string_view) override {}
   void ObserveBackendLatency(double) override {}
+  void ObservePushDelaySeconds(double) override {}
   void SubmitFsync(int fd, uint32_t token) override { fsyncs.push_back({fd, token}); }
 
   std::vector<std::pair<int, uint32_t>> fsyncs;
