@@ -80,6 +80,7 @@ int main(int argc, char** argv) {
   info.shards = config->shards;
   info.max_pending_bytes = config->max_pending_bytes;
   info.max_frame_bytes = config->max_frame_bytes;
+  info.port = config->port;
   absl::StatusOr<longlink::gateway::ChosenBackend> backend = longlink::gateway::ConfigureBackendFromFlags(info);
   if (!backend.ok()) {
     std::fprintf(stderr, "longlink-gateway: %s\n", std::string(backend.status().message()).c_str());

@@ -119,7 +119,7 @@ class Runner final : public ShardRunner {
 // Scrape time: the gateway's families (longlink_gateway_*), the backend's (longlink_backend_<name>_*),
 // build information and the standard process families.
 void Collect(const Config& config, const std::vector<std::unique_ptr<Shard>>& shards, core::ShardGrid* grid,
-             std::vector<prometheus::MetricFamily>* out) {
+             BackendFactory* factory, bool ready, std::vector<prometheus::MetricFamily>* out) {
   metrics::PrometheusStats gateway("longlink_gateway_");
   metrics::PrometheusStats backend(absl::StrCat("longlink_backend_", config.backend, "_"));
   for (const auto& s : shards) {
@@ -139,6 +139,10 @@ void Collect(const Config& config, const std::vector<std::unique_ptr<Shard>>& sh
   auto info = metrics::GaugeFamily("longlink_build_info", "Always 1: the version of longlink-gateway and its backend");
   metrics::AddSample(&info, 1, {{"version", LONGLINK_VERSION}, {"backend", config.backend}});
   out->push_back(std::move(info));
+  auto r = metrics::GaugeFamily("longlink_gateway_ready", "1 while /readyz answers 200 (not draining, backend ready)");
+  metrics::AddSample(&r, ready ? 1 : 0);
+  out->push_back(std::move(r));
+  factory->Collect(out);
   metrics::CollectProcess(out);
 }
 
@@ -198,6 +202,11 @@ absl::Status RunGateway(const Config& config, std::unique_ptr<BackendFactory> fa
   // belong to the shards, which close them.)
   absl::Status opened = factory->Open(&runner);
   if (!opened.ok()) return opened;
+  // On every way out, after the shards stopped and before the runner goes.
+  struct CloseFactory {
+    BackendFactory* f;
+    ~CloseFactory() { f->Close(); }
+  } close_factory{factory.get()};
   for (auto& s : shards) s->Start();
   while (shared.started.load() + shared.failed.load() < config.shards) usleep(1000);
   if (shared.failed.load() != 0) {
@@ -211,15 +220,18 @@ absl::Status RunGateway(const Config& config, std::unique_ptr<BackendFactory> fa
 
   metrics::HttpEndpoint endpoint;
   if (config.metrics_port >= 0) {
-    endpoint.AddCollector([&](std::vector<prometheus::MetricFamily>* out) { Collect(config, shards, &grid, out); });
     // Not ready while draining, or while any shard's backend cannot take new work (its storage failed).
-    endpoint.SetReadiness([&] {
+    auto ready = [&] {
       if (shared.draining.load(std::memory_order_relaxed)) return false;
       for (const auto& s : shards) {
         if (const Backend* b = s->backend(); b != nullptr && !b->Ready()) return false;
       }
       return true;
+    };
+    endpoint.AddCollector([&, ready](std::vector<prometheus::MetricFamily>* out) {
+      Collect(config, shards, &grid, factory.get(), ready(), out);
     });
+    endpoint.SetReadiness(ready);
     absl::Status st = endpoint.Start(config.metrics_bind, static_cast<uint16_t>(config.metrics_port));
     if (!st.ok()) {
       shared.draining.store(true);

@@ -34,7 +34,7 @@ void LoadShard::Impl::StartConnect(uint32_t local) {
   Client& c = clients_[local];
   c.state = State::kConnecting;
   c.gen = (c.gen + 1) & core::kGenMask;
-  const Destination& t = cfg_.targets[c.index % cfg_.targets.size()];
+  const Destination& t = TargetFor(c);
   io_uring_sqe* sqe = ring_.Sqe();
   // A socket straight into the fixed-file table (kernel 5.19): it never takes a plain descriptor.
   io_uring_prep_socket_direct_alloc(sqe, t.addr.ss_family, SOCK_STREAM, 0, 0);
@@ -56,7 +56,7 @@ void LoadShard::Impl::OnSocket(uint32_t local, const io_uring_cqe* cqe) {
   }
   c.slot = cqe->res;
   const uint32_t ndest = static_cast<uint32_t>(cfg_.targets.size());
-  const Destination& t = cfg_.targets[c.index % ndest];
+  const Destination& t = TargetFor(c);
   io_uring_sqe* sqe;
   if (!cfg_.sources.empty()) {
     // Each (source, destination) pair has its own 64K ephemeral ports. IP_BIND_ADDRESS_NO_PORT defers the
@@ -418,6 +418,7 @@ void LoadShard::Impl::ScheduleReconnect(uint32_t local, uint64_t now) {
   double cap = std::min<double>(cfg_.reconnect_max_ms,
                                 cfg_.reconnect_initial_ms * std::pow(cfg_.reconnect_multiplier, c.attempts));
   ++c.attempts;
+  if (cfg_.targets.size() > 1) ++c.hop;
   uint64_t delay_ns = static_cast<uint64_t>(std::uniform_real_distribution<double>(0, cap)(rng_) * 1e6);
   if (c.t_down == 0) c.t_down = now;
   s_->counters_.reconnects.Inc();

@@ -113,7 +113,7 @@ struct ShardCounters {
   metrics::Counter connects, connect_errors, logins, login_failures, sent, acked, delivered, duplicates, pings, pongs,
       reconnects, closes, protocol_errors, push_acks, syncs, unclean_closes, storm_drops, online_at_end, leaves,
       pong_timeouts, hb_grows, hb_backoffs, bg_switches, flaps, zombies, zombies_reaped, zombies_unreaped,
-      nat_blackholes, stalls, sync_gaps, kicks, disconnects, payload_bytes, foreign;
+      nat_blackholes, stalls, sync_gaps, kicks, disconnects, payload_bytes, foreign, sends_refused;
   metrics::Gauge connected, online;
 };
 

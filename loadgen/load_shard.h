@@ -102,6 +102,7 @@ class LoadShard::Impl {
     uint8_t syncing;          // a SYNC is outstanding
     uint8_t leave;            // how the current leave_at takes the client down (Leave)
     uint8_t groups_done;      // this user's group memberships are in place (first device only)
+    uint8_t hop;              // gateways moved on from after failures: the target is (index + hop) % targets
     uint16_t groups_pending;  // GROUP_CREATE/JOIN requests not answered yet
     uint64_t last_push_seq;   // highest inbox seq up to which every PUSH arrived (the PUSH_ACK cursor)
     uint64_t seen_above;      // bit i: seq last_push_seq + 2 + i arrived already (out of order)
@@ -193,6 +194,11 @@ class LoadShard::Impl {
   uint32_t PayloadSize();
 
   void ArmTimer(uint32_t local, uint64_t at_ns) { wheel_.Arm(local, NsToTick(at_ns)); }
+  // The gateway a client connects to: spread by index, moved one on after each failure (a client whose
+  // gateway went away reconnects to another one, as a mobile client behind a load balancer does).
+  const Destination& TargetFor(const Client& c) const {
+    return cfg_.targets[(c.index + c.hop) % cfg_.targets.size()];
+  }
   uint64_t UserOf(uint32_t index) const { return index / cfg_.devices_per_user + 1; }
   // A user or group number of the engine (1-based) as the gateway knows it (auth.first_user_id).
   uint64_t Wire(uint64_t id) const { return id + cfg_.first_user_id - 1; }

@@ -111,6 +111,7 @@ Report BuildReport(const Engine& engine, const Scenario& scenario) {
       {"push_acks", [](const ShardCounters& c) { return c.push_acks.Get(); }},
       {"payload_bytes", [](const ShardCounters& c) { return c.payload_bytes.Get(); }},
       {"foreign_deliveries", [](const ShardCounters& c) { return c.foreign.Get(); }},
+      {"sends_refused", [](const ShardCounters& c) { return c.sends_refused.Get(); }},
   };
   std::vector<const LedgerShard*> ledgers;
   for (const auto& s : engine.shards()) {
@@ -254,6 +255,8 @@ void CollectMetrics(const Engine& engine, const Scenario& scenario, const RunLab
        [](const ShardCounters& c) { return c.syncs.Get(); }},
       {"protocol_errors_total", "Unexpected or malformed frames",
        [](const ShardCounters& c) { return c.protocol_errors.Get(); }},
+      {"sends_refused_total", "SEND_ACKs with a non-zero status (the message was not stored)",
+       [](const ShardCounters& c) { return c.sends_refused.Get(); }},
       {"disconnects_total", "Connections lost that the scenario did not drop",
        [](const ShardCounters& c) { return c.disconnects.Get(); }},
       {"kicks_total", "KICKs received from the gateway", [](const ShardCounters& c) { return c.kicks.Get(); }},
@@ -392,8 +395,9 @@ std::string RenderText(const Report& r, const Scenario& s) {
   }
   o << absl::StrFormat(
       "  messages      %d sent, %d acked, %d expected deliveries, %d delivered, %d lost, %d duplicates, "
-      "%d out of order, %d unacked at the end\n",
-      l.sent, l.acked, l.expected_deliveries, l.delivered_unique, l.lost, l.duplicates, l.out_of_order, l.inflight);
+      "%d out of order, %d unacked at the end, %.0f refused (not stored; retryable)\n",
+      l.sent, l.acked, l.expected_deliveries, l.delivered_unique, l.lost, l.duplicates, l.out_of_order, l.inflight,
+      m.at("sends_refused"));
   if (r.elapsed_s > 0) {
     o << absl::StrFormat("  throughput    %.0f msg/s sent, %.0f msg/s delivered\n",
                          static_cast<double>(l.sent) / r.elapsed_s,

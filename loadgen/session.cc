@@ -127,8 +127,13 @@ void LoadShard::Impl::HandleFrame(uint32_t local, const proto::Header& h, std::s
     }
     case proto::Opcode::kSendAck: {
       proto::SendAckBody ack;
-      if (!proto::Decode(body, &ack) || ack.status != 0) {
+      if (!proto::Decode(body, &ack)) {
         s_->counters_.protocol_errors.Inc();
+        return;
+      }
+      if (ack.status != 0) {
+        // Refused (for example UNAVAILABLE while a partition changes owner): not stored, so not in the ledger.
+        s_->counters_.sends_refused.Inc();
         return;
       }
       s_->counters_.acked.Inc();

@@ -26,7 +26,7 @@ void LoadShard::Impl::SendUpgrade(uint32_t local) {
     std::memcpy(nonce.data() + i, &r, 8);
   }
   w.key = ws::MakeClientKey(nonce);
-  const Destination& t = cfg_.targets[c.index % cfg_.targets.size()];
+  const Destination& t = TargetFor(c);
   ws::ClientUpgrade up;
   up.host = t.text;
   up.path = cfg_.ws_path;

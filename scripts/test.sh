@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: unit, integration (the real gateway on
-# loopback), fuzz-corpus replay and the scale test.
+# loopback), the NATS backend against real nats-server processes (label cluster), fuzz-corpus replay and the
+# scale test.
 #   scripts/test.sh              RelWithDebInfo build in build/
 #   scripts/test.sh --sanitize   also builds with AddressSanitizer+UBSan in build-asan/ and runs the
 #                                unit and integration tests there

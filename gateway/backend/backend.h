@@ -22,12 +22,17 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "core/clock.h"
 #include "metrics/stats.h"
 #include "protocol/frame.h"
+
+namespace prometheus {
+struct MetricFamily;
+}
 
 namespace longlink::gateway {
 
@@ -216,10 +221,16 @@ class BackendFactory {
   // listeners and before any shard starts. `runner` outlives the factory's use of it.
   virtual absl::Status Open(ShardRunner* runner) { return absl::OkStatus(); }
   virtual std::unique_ptr<Backend> ForShard(GatewayPort* port) = 0;
+  // After Open succeeded and every shard stopped, before `runner` goes: gives up process-wide resources;
+  // nothing may reach the runner once it returns.
+  virtual void Close() {}
   // Short description for the start-up banner (e.g. "data-dir=./d fsync=batch").
   virtual std::string Describe() const { return std::string(); }
   // The admin API's view of this backend (owned by the factory), or nullptr if it offers none.
   virtual AdminOps* admin_ops() { return nullptr; }
+  // Families for /metrics that are not per-shard statistics (e.g. the messaging system's own servers,
+  // labelled by server); any thread, at scrape time.
+  virtual void Collect(std::vector<prometheus::MetricFamily>* out) {}
 };
 
 }  // namespace longlink::gateway

@@ -4,10 +4,12 @@
 #include "absl/strings/str_cat.h"
 #include "gateway/backend/echo/echo_backend.h"
 #include "gateway/backend/local/local_config.h"
+#include "gateway/backend/nats/nats_config.h"
 
 ABSL_FLAG(std::string, backend, "local",
-          "Backend: local (the embedded IM service: durable inboxes, groups, presence) or echo (answers and pushes "
-          "back, stores nothing); each backend's own flags are listed with it");
+          "Backend: local (the embedded IM service: durable inboxes, groups, presence), nats (many gateways in "
+          "front of a NATS JetStream cluster) or echo (answers and pushes back, stores nothing); each backend's own "
+          "flags are listed with it");
 
 namespace longlink::gateway {
 namespace {
@@ -16,6 +18,8 @@ constexpr BackendEntry kBackends[] = {
     {"local", "the embedded IM service: durable inboxes, groups, presence (docs/protocol.md 6.5)",
      local::ConfigureLocalBackend},
     {"echo", "answers SEND with SEND_ACK and pushes it back to the sender; stores nothing", ConfigureEchoBackend},
+    {"nats", "gateways in front of a NATS cluster with JetStream: the local backend's semantics across machines",
+     nats::ConfigureNatsBackend},
 };
 
 }  // namespace

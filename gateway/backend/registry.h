@@ -19,6 +19,7 @@ struct GatewayInfo {
   uint32_t shards = 1;
   uint32_t max_pending_bytes = 1 << 20;  // per-connection output bound (a SYNC answer stays well under it)
   uint32_t max_frame_bytes = 64 * 1024;
+  uint16_t port = 0;  // the client port asked for (0: any), for default identities
 };
 
 struct BackendEntry {

@@ -217,6 +217,23 @@ class Client:
             raise AssertionError("%s carried request id %d, expected %d" % (NAMES.get(op, op), got_rid, rid))
         return fields
 
+    def expect_replies(self, wanted, timeout=5.0):
+        """The next len(wanted) frames, which must be the (op, request id) pairs of `wanted` in any order (the
+        protocol lets a SEND_ACK and the PUSH of the same message to the sender cross); returns
+        {(op, rid): fields}."""
+        left, out = list(wanted), {}
+        deadline = time.monotonic() + timeout
+        while left:
+            got = self.recv(max(0.01, deadline - time.monotonic()))
+            if got is None:
+                raise AssertionError("closed while waiting for %r" % (left,))
+            op, rid, fields = got
+            if (op, rid) not in left:
+                raise AssertionError("expected one of %r, got %s %d %r" % (left, NAMES.get(op, op), rid, fields))
+            left.remove((op, rid))
+            out[(op, rid)] = fields
+        return out
+
     def ping(self, timestamp=0, timeout=5.0):
         """PING and wait for its PONG; returns the echoed timestamp."""
         rid = self.send(PING, ping_body(timestamp))
@@ -447,13 +464,35 @@ def token_with_expiry(secret, user, device, expiry_unix_s):
     return payload + "." + hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
 
 
+def nats_args(args, data_dir=None):
+    """Flags for a gateway on the NATS backend in tests: the shared test server unless --nats-url is given,
+    one replica on a single server, short lease and timeouts, and a subject prefix of its own (so suites do not
+    see each other's data) unless `data_dir` names one to share: a restart on the same `data_dir` sees the
+    same data, as with the local backend."""
+    import hashlib
+    import natsfix
+    args = list(args)
+    have = lambda flag: any(a.startswith(flag + "=") or a.startswith(flag.replace("-", "_") + "=") for a in args)
+    if not have("--nats-url"):
+        args.append("--nats-url=" + natsfix.shared_url())
+        if not have("--nats-replicas"):
+            args.append("--nats-replicas=1")
+    if not have("--nats-prefix"):
+        seed = data_dir if data_dir is not None else "%d-%d-%f" % (os.getpid(), id(args), time.time())
+        args.append("--nats-prefix=t" + hashlib.sha1(seed.encode()).hexdigest()[:10])
+    for flag, value in (("--nats-partitions", "8"), ("--nats-lease", "3s"), ("--nats-timeout", "1s")):
+        if not have(flag):
+            args.append("%s=%s" % (flag, value))
+    return args
+
+
 class Gateway:
     """Starts the real gateway on ephemeral ports and stops it.
 
     With the local backend (the default) the gateway gets a fresh temporary --data-dir, removed by terminate(),
     unless `data_dir` is given (kept: a restart on it sees the same data) or the args name --data-dir."""
 
-    def __init__(self, *args, shards=2, data_dir=None, port=0, env=None):
+    def __init__(self, *args, shards=2, data_dir=None, port=0, env=None, nats_ready=True):
         args = list(args)
         # Suites written against the echo backend's semantics (a seq-0 PUSH back for every SEND) run with
         # LONGLINK_TEST_BACKEND=echo (tests/integration/CMakeLists.txt).
@@ -465,7 +504,11 @@ class Gateway:
             args.append("--auth=none")
         self.tmp_dir = None
         self.data_dir = data_dir
-        uses_local = not any(a in ("--backend=echo", "--backend", "echo") for a in args)
+        self.nats_partitions = None
+        if "--backend=nats" in args:
+            args = nats_args(args, data_dir)
+            self.nats_partitions = int(next(a for a in args if a.split("=")[0] in ("--nats-partitions", "--nats_partitions")).split("=")[1])
+        uses_local = not any(a in ("--backend=echo", "--backend=nats", "--backend", "echo") for a in args)
         if uses_local and not any(a.startswith("--data-dir") or a.startswith("--data_dir") for a in args):
             if data_dir is None:
                 self.tmp_dir = tempfile.mkdtemp(prefix="longlink-data-")
@@ -495,6 +538,14 @@ class Gateway:
             # Ready means the metrics endpoint answers: until its thread serves, a SIGTERM can leave the
             # process unable to stop it (cpp-httplib 0.11 ignores stop() before listening starts).
             self.http_get("/healthz")
+            if self.nats_partitions and nats_ready:
+                self.wait_partitions()
+
+    def wait_partitions(self, count=None, timeout=30):
+        """Until this gateway owns `count` partitions (all of them by default): sends to a partition nobody
+        owns yet get a retryable error."""
+        want = self.nats_partitions if count is None else count
+        self.wait_metric("longlink_backend_nats_owned_partitions", lambda v: v >= want, timeout=timeout)
 
     def http_get(self, path):
         """(status, body) of a GET on the metrics endpoint; error statuses are returned, not raised."""

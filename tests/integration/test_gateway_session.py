@@ -78,8 +78,9 @@ class LoginTest(GatewayTestCase):
             self.assertEqual(c.expect_reply(ll.LOGIN_ACK, 1)["status"], 0)
             for i in range(3):
                 self.assertEqual(c.expect_reply(ll.PONG, 2 + i)["timestamp"], u * 10 + i)
-            self.assertEqual(c.expect_reply(ll.SEND_ACK, 9)["client_msg_id"], 99)
-            self.assertEqual(c.expect_reply(ll.PUSH, 0)["payload"], b"after login")
+            got = c.expect_replies([(ll.SEND_ACK, 9), (ll.PUSH, 0)])
+            self.assertEqual(got[(ll.SEND_ACK, 9)]["client_msg_id"], 99)
+            self.assertEqual(got[(ll.PUSH, 0)]["payload"], b"after login")
         self.assertGreater(self.delta(before, "longlink_gateway_migrations_total"), 0)
 
     def test_second_login_on_a_connection_is_refused(self):
@@ -91,8 +92,9 @@ class LoginTest(GatewayTestCase):
         # The existing session continues unchanged, still as user 1300 device 1.
         self.assertAlive(c)
         rid = c.send(ll.SEND, ll.send_body(5, 6, b"x"))
-        self.assertEqual(c.expect_reply(ll.SEND_ACK, rid)["status"], 0)
-        push = c.expect_reply(ll.PUSH, 0)
+        got = c.expect_replies([(ll.SEND_ACK, rid), (ll.PUSH, 0)])
+        self.assertEqual(got[(ll.SEND_ACK, rid)]["status"], 0)
+        push = got[(ll.PUSH, 0)]
         self.assertEqual((push["from_user"], push["from_device"]), (1300, 1))
         self.assertDelta(before, "longlink_gateway_logins_total", 0)
         self.assertDelta(before, "longlink_gateway_sessions", 0)
@@ -157,9 +159,9 @@ class DuplicateDeviceTest(GatewayTestCase):
                 self.assertDelta(before, "longlink_gateway_sessions", 2)
                 # The user's messages now reach the two live devices only.
                 rid = new.send(ll.SEND, ll.send_body(user, 31, b"after kick"))
-                self.assertEqual(new.expect_reply(ll.SEND_ACK, rid)["status"], 0)
-                for c in (new, other):
-                    push = c.expect_reply(ll.PUSH, 0)
+                got = new.expect_replies([(ll.SEND_ACK, rid), (ll.PUSH, 0)])
+                self.assertEqual(got[(ll.SEND_ACK, rid)]["status"], 0)
+                for push in (got[(ll.PUSH, 0)], other.expect_reply(ll.PUSH, 0)):
                     self.assertEqual((push["from_device"], push["payload"]), (1, b"after kick"))
 
     def test_kicked_device_can_take_over_again(self):

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "core/clock.h"
+#include "gateway/backend/common/group_status.h"
 #include "core/hash.h"
 #include "gateway/backend/local/local_backend.h"
 
@@ -13,22 +14,7 @@ namespace {
 
 namespace proto = longlink::protocol;
 
-AdminResult FromGroupStatus(uint16_t s) {
-  switch (static_cast<proto::GroupStatus>(s)) {
-    case proto::GroupStatus::kOk:
-      return AdminResult::Ok();
-    case proto::GroupStatus::kNoSuchGroup:
-      return {AdminCode::kNotFound, "no such group"};
-    case proto::GroupStatus::kAlreadyExists:
-      return {AdminCode::kConflict, "group already exists"};
-    case proto::GroupStatus::kNotMember:
-      return {AdminCode::kNotFound, "not a member"};
-    case proto::GroupStatus::kBadRequest:
-      return {AdminCode::kBadRequest, "bad request"};
-    default:
-      return {AdminCode::kUnavailable, "storage unavailable"};
-  }
-}
+AdminResult FromGroupStatus(uint16_t s) { return AdminResultOfGroupStatus(s, "storage unavailable"); }
 
 AdminResult Stopping() { return {AdminCode::kUnavailable, "the gateway is stopping"}; }
 

@@ -16,7 +16,7 @@ Backend::FrameVerdict LocalBackend::OnGroupFrame(const Session& s, const proto::
                                                  std::span<const uint8_t> body) {
   auto op = [&](uint8_t kind, uint64_t group) {
     // Groups and memberships are kept until changed: the rate of changes bounds what one device can pin.
-    if (!Allow(FindDevice(s), &DeviceSession::group_ops, opts_.max_group_ops_per_second)) {
+    if (!Allow(FindDevice(s), &DeviceRate::group_ops, opts_.max_group_ops_per_second)) {
       ReplyGroup(s.user_id, s.device_id, h.request_id, group, static_cast<uint16_t>(proto::GroupStatus::kRateLimited),
                  {}, false);
       return FrameVerdict::kHandled;

@@ -185,20 +185,10 @@ LocalBackend::DeviceSession* LocalBackend::FindDevice(const Session& s) {
   return nullptr;
 }
 
-bool LocalBackend::Allow(DeviceSession* d, uint32_t DeviceSession::*counter, uint32_t limit) {
-  if (limit == 0 || d == nullptr) return true;
-  uint32_t now_s = static_cast<uint32_t>(core::MonoMillis() / 1000);
-  if (d->window_s != now_s) {
-    d->window_s = now_s;
-    d->sends = 0;
-    d->group_ops = 0;
-  }
-  if (d->*counter >= limit) {
-    stats_.limited_total.Inc();
-    return false;
-  }
-  ++(d->*counter);
-  return true;
+bool LocalBackend::Allow(DeviceSession* d, uint32_t DeviceRate::*counter, uint32_t limit) {
+  if (d == nullptr || d->rate.Allow(counter, limit, core::MonoMillis())) return true;
+  stats_.limited_total.Inc();
+  return false;
 }
 
 void LocalBackend::OnDisconnect(const Session& s) {

@@ -31,6 +31,7 @@
 #include "absl/functional/any_invocable.h"
 #include "gateway/backend/admin_ops.h"
 #include "gateway/backend/backend.h"
+#include "gateway/backend/common/device_rate.h"
 #include "gateway/backend/local/data_dir.h"
 #include "gateway/backend/local/local_config.h"
 #include "gateway/backend/local/store.h"
@@ -274,17 +275,14 @@ class LocalBackend final : public Backend {
     uint8_t platform;
     ConnRef conn;
     uint64_t since_ms;
-    // Rate limits: counts in the current one-second window.
-    uint32_t window_s = 0;
-    uint32_t sends = 0;
-    uint32_t group_ops = 0;
+    DeviceRate rate;  // --max-sends-per-second, --max-group-ops-per-second
     // The users this device watches (PRESENCE_SUBSCRIBE), dropped with the session; null until the first.
     std::unique_ptr<absl::flat_hash_set<uint64_t>> watching;
   };
   // The session of a device on this shard, or null (an admin or re-driven operation has none).
   DeviceSession* FindDevice(const Session& s);
   // Counts one operation against a per-second limit; false when the device is over it (0: no limit).
-  bool Allow(DeviceSession* d, uint32_t DeviceSession::*counter, uint32_t limit);
+  bool Allow(DeviceSession* d, uint32_t DeviceRate::*counter, uint32_t limit);
 
   // ---- helpers (local_backend.cc) ----
   uint64_t NewId();

@@ -1,6 +1,6 @@
 // The local backend's configuration: its own flags (--data-dir, --fsync, --fsync-interval-ms,
-// --retention, --max-inbox, --idempotency-window, --segment-bytes), read once into LocalOptions, and its
-// registry entry.
+// --segment-bytes) and the shared messaging ones (common/messaging_options.h), read once into
+// LocalOptions, and its registry entry.
 #pragma once
 
 #include <cstdint>
@@ -38,8 +38,6 @@ struct LocalOptions {
 
 // Reads this backend's flags; the error names the bad flag.
 absl::StatusOr<LocalOptions> LocalOptionsFromFlags(const GatewayInfo& gateway);
-// "14d", or anything absl::ParseDuration takes ("36h", "3600s"), in milliseconds; at least 1s.
-absl::StatusOr<uint64_t> ParseRetention(absl::string_view text);
 
 // The registry entry (gateway/backend/registry.cc).
 absl::StatusOr<std::unique_ptr<BackendFactory>> ConfigureLocalBackend(const GatewayInfo& gateway);

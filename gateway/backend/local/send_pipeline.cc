@@ -47,7 +47,7 @@ void LocalBackend::OnSend(const Session& s, uint32_t request_id, const proto::Se
     return;
   }
   // New messages only: a retry answered above costs nothing to store.
-  if (!Allow(FindDevice(s), &DeviceSession::sends, opts_.max_sends_per_second)) {
+  if (!Allow(FindDevice(s), &DeviceRate::sends, opts_.max_sends_per_second)) {
     SendAck(s.conn, request_id, body.client_msg_id, static_cast<uint16_t>(proto::SendStatus::kRateLimited), 0,
             core::UnixMillis());
     return;
