@@ -74,6 +74,7 @@ absl::StatusOr<ll::EngineConfig> ToEngineConfig(const ll::Scenario& s) {
   c.shards = s.shards != 0 ? s.shards : std::max(1u, std::thread::hardware_concurrency());
   c.connect_rate = s.connect_rate;
   c.duration_ms = static_cast<uint64_t>(absl::ToInt64Milliseconds(s.duration));
+  c.grace_ms = static_cast<uint64_t>(absl::ToInt64Milliseconds(s.grace));
   // Phases become join and leave waves over client index ranges, and storm events.
   absl::StatusOr<ll::Plan> plan = ll::CompilePlan(s);
   if (!plan.ok()) return plan.status();

@@ -207,6 +207,7 @@ struct Scenario {
   uint32_t shards = 0;         // generator threads; resolved to the number of cores by the generator when 0
   double connect_rate = 1000;  // new connections per second, for phases that do not set their own
   absl::Duration duration = absl::Seconds(60);  // the run ends after this, whatever the phases say
+  absl::Duration grace = absl::Seconds(3);      // then this long for outstanding acks, pushes and SYNCs to settle
   uint64_t seed = 1;
   Auth auth;
   std::vector<Phase> phases;

@@ -299,7 +299,7 @@ absl::Status ReadScenario(const YAML::Node& root, Marks* marks, Scenario* s) {
   }
   ASSIGN_OR_RETURN(MapView m,
                    OpenMap(root, "",
-                           {"name", "description", "target", "clients", "shards", "connect_rate", "duration", "seed",
+                           {"name", "description", "target", "clients", "shards", "connect_rate", "duration", "grace", "seed",
                             "auth", "phases", "heartbeat", "messaging", "reconnect", "network", "thresholds", "output"},
                            marks));
   RETURN_IF_ERROR(m.Read("name", &s->name));
@@ -322,6 +322,7 @@ absl::Status ReadScenario(const YAML::Node& root, Marks* marks, Scenario* s) {
   absl::Duration phases_total = absl::ZeroDuration();
   for (const Phase& p : s->phases) phases_total += p.duration;
   RETURN_IF_ERROR(m.Read("duration", &s->duration));
+  RETURN_IF_ERROR(m.Read("grace", &s->grace));
   if (s->phases.empty()) {
     // The default plan: connect everyone at connect_rate, then hold until the end (a minute unless set).
     Phase ramp;

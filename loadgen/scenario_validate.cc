@@ -313,6 +313,9 @@ absl::Status Validate(const Scenario& s) {
   if (!(s.connect_rate > 0 && s.connect_rate <= 10'000'000)) {
     return FieldError("connect_rate", "must be > 0 and at most 10000000");
   }
+  if (s.grace < absl::ZeroDuration() || s.grace > absl::Minutes(10)) {
+    return FieldError("grace", "must be from 0s to 10m");
+  }
   if (s.duration <= absl::ZeroDuration()) return FieldError("duration", "must be > 0");
   if (s.duration > kMaxDuration) return FieldError("duration", "must be at most 720h");
   if (s.duration % absl::Milliseconds(1) != absl::ZeroDuration()) {

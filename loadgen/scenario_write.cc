@@ -67,6 +67,7 @@ std::string ScenarioToYaml(const Scenario& s, bool redact_secret) {
   Put(e, "shards", s.shards);
   Put(e, "connect_rate", s.connect_rate);
   Put(e, "duration", s.duration);
+  Put(e, "grace", s.grace);
   Put(e, "seed", s.seed);
 
   BeginSection(e, "auth");

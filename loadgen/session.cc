@@ -184,6 +184,14 @@ void LoadShard::Impl::HandleFrame(uint32_t local, const proto::Header& h, std::s
     }
     case proto::Opcode::kPresence:
       return;
+    case proto::Opcode::kError:
+      if (h.request_id == 2 && c.syncing) {
+        // The SYNC was refused (the backend is unavailable for now): the next gap or reconnect asks again.
+        c.syncing = 0;
+        return;
+      }
+      s_->counters_.protocol_errors.Inc();
+      return;
     case proto::Opcode::kKick:
       s_->counters_.kicks.Inc();
       Close(local, true);

@@ -6,6 +6,7 @@
 #   scripts/e2e-bench.sh [--backend local] [--fsync batch] [--gateway-shards 2] [--loadgen-shards 2]
 #                        [--clients 10000] [--rate 2.5] [--ack-delay 0s] [--targets self] [--seconds 20]
 # --targets: self, random_user. --ack-delay: the loadgen's messaging.ack_delay (0s: every PUSH acked at once).
+# --grace: how long after the run the ledger waits for late PUSHes (the scenario's grace, 3s).
 # --backend nats [--gateways 2]: a 3-node NATS cluster with JetStream (R3 streams) on loopback ports 24222-24224
 # and that many gateways in front of it, the clients spread over them; CPU is summed over the gateways, and the
 # NATS servers' CPU and resident memory are printed too.
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/gateway.sh
 
 backend=local; fsync=batch; gshards=2; lshards=2; clients=10000; rate=2.5; ack=0s; targets=self; seconds=20
-gateways=
+gateways=; grace=3s
 while [ $# -gt 0 ]; do
   case "$1" in
     --backend) backend=$2; shift ;;
@@ -28,6 +29,7 @@ while [ $# -gt 0 ]; do
     --targets) targets=$2; shift ;;
     --seconds) seconds=$2; shift ;;
     --gateways) gateways=$2; shift ;;
+    --grace) grace=$2; shift ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "e2e-bench.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
@@ -39,6 +41,7 @@ for v in gateway-shards:$gshards loadgen-shards:$lshards clients:$clients second
 done
 [[ "$rate" =~ ^[0-9]+(\.[0-9]+)?$ ]] || bad "--rate must be a number of messages per second, got '$rate'"
 [[ "$ack" =~ ^[0-9]+(ms|s)$ ]] || bad "--ack-delay must be a duration like 0s or 500ms, got '$ack'"
+[[ "$grace" =~ ^[0-9]+(ms|s)$ ]] || bad "--grace must be a duration like 3s, got '$grace'"
 case "$backend" in local|echo|nats) ;; *) bad "--backend must be local, echo or nats, got '$backend'" ;; esac
 if [ "$backend" = nats ]; then gateways=${gateways:-2}; else gateways=${gateways:-1}; fi
 [[ "$gateways" =~ ^[1-9]$ ]] || bad "--gateways must be 1 to 9, got '$gateways'"
@@ -111,6 +114,7 @@ target:
 clients: $clients
 connect_rate: 5000
 duration: ${seconds}s
+grace: $grace
 phases:
   - kind: ramp
     duration: 3s

@@ -18,8 +18,10 @@ dashboards/, and the metrics the programs export.
   metric name after the run stays under MAX_SERIES_PER_NAME.
 - scripts/monitor.sh against a running gateway, bounded with --duration.
 
-NATS: the panels that read only longlink_backend_nats_* and longlink_nats_server_* are skipped, with a printed
-notice, unless a NATS-backed gateway is part of the run. LONGLINK_NATS_GATEWAY_METRICS=host:port[,host:port]
+NATS: the panels that read only longlink_backend_nats_* and longlink_nats_server_* are evaluated against a
+NATS-backed gateway the test starts itself on a single JetStream nats-server (natsfix.py), with a second,
+smaller loadgen run through it; without nats-server 2.10 they are skipped with a printed notice. Instead of
+its own, LONGLINK_NATS_GATEWAY_METRICS=host:port[,host:port]
 names the metrics endpoints of running NATS-backed gateways: Prometheus scrapes them in the gateway job and
 the NATS panels must then show data too; LONGLINK_NATS_GATEWAY_ADDR=host:port[,...] names their client
 listeners, and a second, smaller loadgen run (NATS_SCENARIO, users of their own) sends through them during
@@ -42,6 +44,7 @@ import urllib.parse
 import urllib.request
 
 import llclient as ll
+import natsfix
 from test_loadgen import loadgen_binary
 
 ROOT = ll.ROOT
@@ -601,6 +604,8 @@ class LiveMonitoringTest(unittest.TestCase):
         os.nice(10)  # gateway, loadgen and Prometheus inherit it: the machine is shared
         cls.tmp = tempfile.mkdtemp(prefix="longlink-monitoring-")
         cls.gateways = []
+        cls.nats_cluster = None
+        cls.nats_gw = None
         cls.prom = None
         cls.loadgen = None
         try:
@@ -614,6 +619,13 @@ class LiveMonitoringTest(unittest.TestCase):
         hb = ("--heartbeat-interval=1s", "--heartbeat-timeout=3s")
         cls.gateways.append(ll.Gateway(*hb, shards=2))
         cls.nats_metrics, nats_addrs = nats_gateways()
+        if not cls.nats_metrics and natsfix.server_version() >= (2, 10, 0):
+            # A NATS-backed gateway of its own on a single JetStream server, re-exporting the server's monitoring.
+            cls.nats_cluster = natsfix.NatsCluster(1).start()
+            cls.nats_gw = ll.Gateway("--backend=nats", "--nats-url=" + cls.nats_cluster.urls, "--nats-replicas=1",
+                                     "--nats-monitor-urls=" + cls.nats_cluster.monitor_urls, *hb, shards=2)
+            cls.nats_metrics = ["127.0.0.1:%d" % cls.nats_gw.metrics_port]
+            nats_addrs = ["127.0.0.1:%d" % cls.nats_gw.port]
         cls.nats = bool(cls.nats_metrics)
         cls.nats_loadgen = None
         addresses = ", ".join("127.0.0.1:%d" % g.port for g in cls.gateways)
@@ -658,10 +670,12 @@ class LiveMonitoringTest(unittest.TestCase):
         if cls.prom is not None:
             cls.prom.stop()
         failed = []
-        for g in cls.gateways:
+        for g in cls.gateways + ([cls.nats_gw] if cls.nats_gw is not None else []):
             rc = g.terminate()
             if rc != 0:
                 failed.append((g.banner, rc, g.stderr_text))
+        if cls.nats_cluster is not None:
+            cls.nats_cluster.stop()
         shutil.rmtree(cls.tmp, ignore_errors=True)
         return failed
 

@@ -377,6 +377,12 @@ class NatsBackend final : public Backend {
 
   absl::flat_hash_map<uint64_t, UserSessions> sessions_;
   absl::flat_hash_set<uint64_t> reg_dirty_;
+  // Users whose full registration failed: caught up once a later registration of theirs succeeds.
+  absl::flat_hash_set<uint64_t> catchup_after_reg_;
+  // Deliveries this shard's partitions could not publish (the connection was down), published again once it
+  // is back; bounded (past the bound the recipients' next PUSH shows the gap and they SYNC).
+  std::deque<std::pair<std::string, std::vector<uint8_t>>> undelivered_;
+  size_t undelivered_bytes_ = 0;
   absl::flat_hash_map<uint64_t, std::unique_ptr<SyncJob>> syncs_;
   std::deque<uint64_t> catchup_queue_;
   std::vector<std::pair<uint32_t, uint64_t>> retry_;  // (partition, user) with a store to try again

@@ -34,6 +34,7 @@ namespace proto = longlink::protocol;
 
 constexpr size_t kMembersPage = 4096;
 constexpr uint64_t kRetryMs = 200;
+constexpr size_t kUndeliveredMaxBytes = 16 << 20;  // per shard
 
 std::span<const uint8_t> Bytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
@@ -709,8 +710,13 @@ void NatsBackend::DeliverToUser(Owned& o, uint64_t user, uint32_t device, uint64
   for (const OwnerUser::At& a : it->second.at) {
     if (std::find(sent.begin(), sent.end(), a.gateway) != sent.end()) continue;
     sent.push_back(a.gateway);
-    factory_->link().Publish(subj_.Gateway(gateways_[a.gateway]), body);
-    stats_.deliveries_sent_total.Inc();
+    std::string subject = subj_.Gateway(gateways_[a.gateway]);
+    if (factory_->link().Publish(subject, body)) {
+      stats_.deliveries_sent_total.Inc();
+    } else if (undelivered_bytes_ + body.size() <= kUndeliveredMaxBytes) {
+      undelivered_bytes_ += body.size();
+      undelivered_.emplace_back(std::move(subject), body);
+    }
   }
 }
 

@@ -133,7 +133,12 @@ void NatsBackend::FlushRegs() {
     std::vector<uint64_t> users;
     for (const RegEntry& e : r.entries) users.push_back(e.user);
     Ask(subj_.Partition(p, "reg"), Encode(r), nullptr, [this, users = std::move(users)](Reply reply) {
-      if (reply.ok() && reply.text() == "OK") return;
+      if (reply.ok() && reply.text() == "OK") {
+        for (uint64_t u : users) {
+          if (catchup_after_reg_.erase(u) != 0) StartCatchup(u);
+        }
+        return;
+      }
       // No owner yet, or it failed: try again (the next owner also asks every gateway for a full list).
       for (uint64_t u : users) reg_dirty_.insert(u);
     });
@@ -154,8 +159,12 @@ void NatsBackend::SendFullReg(uint32_t p) {
   if (users.empty()) return;
   Ask(subj_.Partition(p, "reg"), Encode(r), nullptr, [this, p, users = std::move(users)](Reply reply) {
     if (!reply.ok() || reply.text() != "OK") {
-      // The owner is not there (yet): its announcement, or the next reconnect, brings this back.
-      for (uint64_t u : users) reg_dirty_.insert(u);
+      // The owner is not there (yet): its announcement, the next reconnect or the next registration of
+      // these users brings this back, and they are caught up then.
+      for (uint64_t u : users) {
+        reg_dirty_.insert(u);
+        catchup_after_reg_.insert(u);
+      }
       return;
     }
     // Live PUSHes to these users may have gone to nobody while the partition had no (or another) owner.
@@ -166,6 +175,14 @@ void NatsBackend::SendFullReg(uint32_t p) {
 void NatsBackend::OnOwnerAnnounce(const OwnerAnnounce& a) { SendFullReg(a.partition); }
 
 void NatsBackend::OnConnectionRestored() {
+  // What this shard's partitions could not deliver while the connection was down.
+  while (!undelivered_.empty() && factory_->link().connected()) {
+    auto& [subject, body] = undelivered_.front();
+    if (!factory_->link().Publish(subject, body)) break;
+    stats_.deliveries_sent_total.Inc();
+    undelivered_bytes_ -= body.size();
+    undelivered_.pop_front();
+  }
   absl::flat_hash_set<uint32_t> ps;
   for (const auto& [user, u] : sessions_) ps.insert(factory_->Partition(user));
   for (uint32_t p : ps) SendFullReg(p);
@@ -268,11 +285,20 @@ void NatsBackend::OnDelivery(Reply msg) {
   }
   if (it == sessions_.end() || it->second.devices.empty()) return;
   UserSessions& u = it->second;
-  if (d.seq != 0 && d.seq > u.pushed_seq) {
-    u.pushed_seq = d.seq;
-    u.pushed_sseq = d.stream_seq;
+  // pushed_seq moves only over contiguous seqs (the first live PUSH after a login sets it): a PUSH past a
+  // hole means one went missing on the way (a connection dropped while it travelled), and this gateway
+  // fills the hole from the stream itself instead of leaving it to the client's next SYNC.
+  bool hole = false;
+  if (d.seq != 0) {
+    if (u.pushed_seq == 0 || d.seq == u.pushed_seq + 1) {
+      u.pushed_seq = d.seq;
+      u.pushed_sseq = d.stream_seq;
+    } else if (d.seq > u.pushed_seq + 1) {
+      hole = true;
+    }
   }
   port_->PushToUser(d.user, d.device, d.frame);
+  if (hole) StartCatchup(d.user);
   if (d.server_time_ms != 0) port_->ObservePushDelay(d.server_time_ms);
 }
 

@@ -256,6 +256,7 @@ Scenario Everything() {
   s.clients = 5000;
   s.shards = 3;
   s.connect_rate = 1234.5;
+  s.grace = absl::Seconds(7);
   s.duration = absl::Milliseconds(125'250);
   s.seed = 18446744073709551615ull;
   s.auth.mode = AuthMode::kToken;
@@ -341,6 +342,9 @@ TEST(ScenarioYaml, ValidateRejectsWhatCannotBeWrittenBack) {
   s.phases[1].percent = 5;  // a hold has no percent
   absl::Status st = Validate(s);
   EXPECT_THAT(std::string(st.message()), StartsWith("phases[1].percent: "));
+  Scenario g = Everything();
+  g.grace = absl::Minutes(11);
+  EXPECT_THAT(std::string(Validate(g).message()), StartsWith("grace: must be from 0s to 10m"));
 }
 
 // ------------------------------------------------------------------------------------------------------
