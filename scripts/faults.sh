@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The fault suite (tests/integration/fault_suite.py): kill -9 rounds (fsync batch and always), SIGTERM rounds
 # under a loadgen run, a full disk and its recovery, and slowloris, a connection flood, slow consumers and
-# garbage frames beside a healthy loadgen population compared with a baseline run of the same sitting.
+# garbage frames beside a healthy loadgen population compared with a baseline run of the same sitting, and on
+# the cluster backend a kill -9 of a gateway and of one NATS node of three under a loadgen run.
 # Prints one row per fault with what held; exits 1 if any row failed. Builds Release first.
 #   scripts/faults.sh [--quick] [--kill-rounds 20] [--sigterm-rounds 7] [--clients 2000] [--seconds 20]
 # The disk-full row mounts a tmpfs and needs root; without it the row says it was skipped.

@@ -408,6 +408,27 @@ def attacks(clients, seconds, quick):
     return rows
 
 
+# ---- the cluster backend ----
+
+def cluster_rows(clients, seconds):
+    """kill -9 of one gateway and of one NATS node of three under a loadgen run spread over two gateways
+    (--backend=nats, R3): the ledger must show 0 lost and 0 duplicates."""
+    import natsfix
+    import test_cluster
+    if natsfix.server_version() < (2, 10, 0):
+        return [Row("cluster rows", True, "skipped: nats-server 2.10 or later is not installed")]
+    rows = []
+    for name, failure in (("kill -9 gateway (cluster)", test_cluster.kill_gateway),
+                          ("kill -9 NATS node of 3", test_cluster.kill_nats_node)):
+        rc, rep, out, err = test_cluster.ledger_run_with_failure(name.split(" (")[0].replace(" ", "-"), failure,
+                                                                 at=seconds / 3.0, duration=seconds, clients=clients)
+        led, text = ledger_summary(rep)
+        held = led["lost"] == 0 and led["duplicates"] == 0 and led["acked"] > 0
+        rows.append(Row(name, held, "%s; %d refused (retryable), %d reconnects" % (
+            text, rep["metrics"].get("sends_refused", 0), rep["metrics"]["reconnects"])))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short rounds (ctest)")
@@ -433,6 +454,9 @@ def main():
     add(disk_full())
     for r in attacks(clients, seconds, a.quick):
         add(r)
+    if not a.quick:  # ctest's cluster label runs the short versions (test_cluster.py)
+        for r in cluster_rows(min(clients, 500), max(seconds, 16)):
+            add(r)
     failed = [r for r in rows if not r.held]
     print("fault suite: %d rows, %d held, %d failed, %.0f s" % (len(rows), len(rows) - len(failed), len(failed),
                                                                   time.monotonic() - start))

@@ -6,6 +6,7 @@ processes and stops them (ctest label `cluster`)."""
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -252,58 +253,65 @@ output:
 """
 
 
+def ledger_run_with_failure(name, failure, at=5.0, duration=16, clients=200):
+    """A loadgen run spread over two gateways on a fresh 3-node cluster, `failure(cluster)` `at` seconds in.
+    Returns (loadgen exit status, its JSON report, its stdout and stderr)."""
+    cl = Cluster(gateways=2)
+    tmp = tempfile.mkdtemp(prefix="longlink-cluster-")
+    try:
+        targets = ", ".join("127.0.0.1:%d" % g.port for g in cl.gws.values())
+        path = os.path.join(tmp, "s.yaml")
+        with open(path, "w") as f:
+            f.write(LEDGER_SCENARIO.format(name=name, targets=targets, clients=clients, duration=duration,
+                                           hold=duration - 1))
+        report = os.path.join(tmp, "r.json")
+        proc = subprocess.Popen([loadgen_binary(), "--scenario=" + path, "--report-json=" + report,
+                                 "--shards=1", "--metrics-port=-1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(at)
+        failure(cl)
+        out, err = proc.communicate(timeout=duration + 100)
+        with open(report) as f:
+            return proc.returncode, json.load(f), out, err
+    finally:
+        cl.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def kill_gateway(cl):
+    cl.gws["g2"].kill()
+
+
+def kill_nats_node(cl):
+    cl.nats.nodes[1].kill()
+
+
 class LedgerUnderFailureTest(unittest.TestCase):
     """A loadgen run spread over both gateways while something fails; its ledger must show nothing lost and
     nothing delivered twice."""
 
-    def run_with(self, name, failure, at=5.0, duration=16, clients=200):
-        cl = Cluster(gateways=2)
-        tmp = tempfile.mkdtemp(prefix="longlink-cluster-")
-        try:
-            targets = ", ".join("127.0.0.1:%d" % g.port for g in cl.gws.values())
-            path = os.path.join(tmp, "s.yaml")
-            with open(path, "w") as f:
-                f.write(LEDGER_SCENARIO.format(name=name, targets=targets, clients=clients, duration=duration,
-                                               hold=duration - 1))
-            report = os.path.join(tmp, "r.json")
-            proc = subprocess.Popen([loadgen_binary(), "--scenario=" + path, "--report-json=" + report,
-                                     "--shards=1", "--metrics-port=-1"],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            time.sleep(at)
-            failure(cl)
-            out, err = proc.communicate(timeout=duration + 100)
-            with open(report) as f:
-                rep = json.load(f)
-            led = rep["ledger"]
-            sys_msg = "%s\n%s\nledger %r" % (out[-3000:], err[-3000:], led)
-            self.assertEqual(proc.returncode, 0, sys_msg)
-            self.assertGreater(led["acked"], clients * 5, sys_msg)
-            self.assertEqual(led["lost"], 0, sys_msg)
-            self.assertEqual(led["duplicates"], 0, sys_msg)
-            self.assertGreater(led["delivered_unique"], 0, sys_msg)
-            print("\n  %s: sent %d, acked %d, expected deliveries %d, delivered %d, lost %d, duplicates %d, "
-                  "reconnects %d" % (name, led["sent"], led["acked"], led["expected_deliveries"],
-                                     led["delivered_unique"], led["lost"], led["duplicates"],
-                                     rep["metrics"]["reconnects"]), file=sys.stderr)
-            return cl, rep
-        finally:
-            cl.stop()
-            import shutil
-            shutil.rmtree(tmp, ignore_errors=True)
+    def run_with(self, name, failure, clients=200):
+        rc, rep, out, err = ledger_run_with_failure(name, failure, clients=clients)
+        led = rep["ledger"]
+        sys_msg = "%s\n%s\nledger %r" % (out[-3000:], err[-3000:], led)
+        self.assertEqual(rc, 0, sys_msg)
+        self.assertGreater(led["acked"], clients * 5, sys_msg)
+        self.assertEqual(led["lost"], 0, sys_msg)
+        self.assertEqual(led["duplicates"], 0, sys_msg)
+        self.assertGreater(led["delivered_unique"], 0, sys_msg)
+        print("\n  %s: sent %d, acked %d, expected deliveries %d, delivered %d, lost %d, duplicates %d, "
+              "reconnects %d" % (name, led["sent"], led["acked"], led["expected_deliveries"],
+                                 led["delivered_unique"], led["lost"], led["duplicates"],
+                                 rep["metrics"]["reconnects"]), file=sys.stderr)
+        return rep
 
     def test_kill_9_of_a_gateway_under_traffic(self):
-        def kill_g2(cl):
-            cl.gws["g2"].kill()
-
-        cl, rep = self.run_with("kill-gateway", kill_g2)
+        rep = self.run_with("kill-gateway", kill_gateway)
         # The clients of g2 came back on g1.
         self.assertGreater(rep["metrics"]["reconnects"], 0, rep["metrics"])
 
     def test_kill_9_of_a_nats_node_under_traffic(self):
-        def kill_n2(cl):
-            cl.nats.nodes[1].kill()
-
-        self.run_with("kill-nats-node", kill_n2)
+        self.run_with("kill-nats-node", kill_nats_node)
 
 
 class NatsOutageTest(unittest.TestCase):
