@@ -201,7 +201,10 @@ absl::Status RunGateway(const Config& config, std::unique_ptr<BackendFactory> fa
   // After the listeners: a bad --bind must not leave a fresh data directory behind. (The listeners now
   // belong to the shards, which close them.)
   absl::Status opened = factory->Open(&runner);
-  if (!opened.ok()) return opened;
+  if (!opened.ok()) {
+    factory->Close();  // what Open acquired before it failed, while the runner is still there
+    return opened;
+  }
   // On every way out, after the shards stopped and before the runner goes.
   struct CloseFactory {
     BackendFactory* f;

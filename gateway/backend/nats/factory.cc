@@ -37,6 +37,7 @@ NatsFactory::NatsFactory(NatsOptions options)
 NatsFactory::~NatsFactory() { Close(); }
 
 void NatsFactory::Close() {
+  closing_.store(true);
   ready_.store(false);
   if (manager_) manager_->Stop(/*release=*/true);
   if (link_) link_->Flush(2000);
@@ -70,6 +71,7 @@ void NatsFactory::Collect(std::vector<prometheus::MetricFamily>* out) {
 }
 
 void NatsFactory::OnConnectionState(bool connected) {
+  if (closing_.load()) return;
   if (!connected) {
     std::fprintf(stderr, "longlink-gateway: nats: connection lost; SENDs are answered UNAVAILABLE until it is back\n");
     return;
@@ -222,6 +224,7 @@ absl::Status NatsFactory::CheckPartitionCount() {
 void NatsFactory::SubscribeGateway() {
   // Frames for this gateway's users go to the user's shard.
   link_->Subscribe(subjects_.Gateway(options_.gateway_id), [this](Reply r) {
+        if (closing_.load()) return;
     std::span<const uint8_t> d = r.data();
     if (d.size() < 8) return;
     uint64_t user = 0;
@@ -231,6 +234,7 @@ void NatsFactory::SubscribeGateway() {
     OnShard(shard, [msg](NatsBackend& b) { b.OnDelivery(std::move(*msg)); });
   });
   link_->Subscribe(subjects_.ControlWildcard(), [this](Reply r) {
+        if (closing_.load()) return;
     std::string_view subject = r.subject();
     std::string_view what = subject.substr(subject.rfind('.') + 1);  // "owner" or "gwstart"
     OwnerAnnounce a;
@@ -248,6 +252,7 @@ void NatsFactory::SubscribeGateway() {
   link_->Subscribe(
       subjects_.ServiceSend(),
       [this](Reply r) {
+        if (closing_.load()) return;
         std::string reply(r.reply_to());
         SendRequest req;
         if (!Decode(r.data(), &req)) {
@@ -282,7 +287,8 @@ void NatsFactory::SubscribeGateway() {
         std::vector<uint8_t> body(r.data().begin(), r.data().end());
         link_->Request(subjects_.Partition(Partition(req.sender), "send"), body, nullptr, options_.send_timeout_ms,
                        [this, reply](Reply answer) {
-                         if (reply.empty()) return;
+                         // (Pending requests fail while the link is destroyed at Close.)
+                         if (reply.empty() || closing_.load()) return;
                          // Only a SendReply goes back: an owner that no longer holds the partition (or no
                          // answer at all) is UNAVAILABLE to the service, as to a client.
                          SendReply sr;
@@ -298,6 +304,7 @@ void NatsFactory::SubscribeGateway() {
   link_->Subscribe(
       subjects_.ServicePush(),
       [this](Reply r) {
+        if (closing_.load()) return;
         // user u64, device u32, payload bytes: a PUSH with seq 0 (not stored) from user 0.
         Reader rd(r.data());
         uint64_t user = 0;

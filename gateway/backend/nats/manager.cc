@@ -157,11 +157,7 @@ void PartitionManager::Step() {
     for (uint32_t p : over) Lose(p, "its lease ran out while NATS was unreachable");
     return;
   }
-  // This gateway's lease of life.
-  bool conflict = false;
-  KvPut(link_, gateways_, o.gateway_id, Cat(core::UnixMillis()), std::nullopt, false, &conflict,
-        o.request_timeout_ms);
-  RenewAll();
+  RenewIfDue(/*force=*/true);
   std::optional<std::set<std::string>> live = LiveGateways();
   if (!live) return;
   live->insert(o.gateway_id);
@@ -302,16 +298,34 @@ size_t PartitionManager::Acquire(const std::vector<uint32_t>& wanted, size_t cou
   // A previous owner stopped writing before its lease could expire in the bucket; what it published just
   // before may still be in flight for up to one request timeout. Wait that out once for the whole batch,
   // then confirm (which also extends) each lease and replay its partition.
-  uint64_t fence = o.request_timeout_ms + 500;
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (cv_.wait_for(lock, std::chrono::milliseconds(fence), [this] { return stop_; })) return 0;
+  // Leases already held are renewed meanwhile, as between the confirmations and replays that follow.
+  uint64_t fence_end = core::MonoMillis() + o.request_timeout_ms + 500;
+  while (core::MonoMillis() < fence_end) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      uint64_t slice = std::min<uint64_t>(250, fence_end - std::min(fence_end, core::MonoMillis()));
+      if (cv_.wait_for(lock, std::chrono::milliseconds(slice), [this] { return stop_; })) return 0;
+    }
+    RenewIfDue(false);
   }
   size_t got = 0;
   for (const auto& [p, rev] : claimed) {
+    RenewIfDue(false);
     if (Confirm(p, rev)) ++got;
   }
   return got;
+}
+
+void PartitionManager::RenewIfDue(bool force) {
+  const NatsOptions& o = f_->options();
+  uint64_t period = std::max<uint64_t>(500, o.lease_ms / 3);
+  if (!force && core::MonoMillis() - last_renew_ms_ < period) return;
+  last_renew_ms_ = core::MonoMillis();
+  // This gateway's lease of life, then the partitions'.
+  bool conflict = false;
+  KvPut(link_, gateways_, o.gateway_id, Cat(core::UnixMillis()), std::nullopt, false, &conflict,
+        o.request_timeout_ms);
+  RenewAll();
 }
 
 void PartitionManager::RenewAll() {
@@ -381,13 +395,17 @@ absl::StatusOr<std::unique_ptr<PartitionSnapshot>> PartitionManager::Replay(uint
   snap->epoch = epoch;
   std::string stream = s.InboxStream(p);
   std::string deliver = link_.NewInbox();
-  std::mutex m;
-  std::condition_variable cv;
-  std::deque<Reply> got;
-  natsSubscription* sub = link_.Subscribe(deliver, [&](Reply r) {
-    std::lock_guard<std::mutex> lock(m);
-    got.push_back(std::move(r));
-    cv.notify_all();
+  // Shared with the subscription's callback, which may still run after this returns.
+  struct Inbox {
+    std::mutex m;
+    std::condition_variable cv;
+    std::deque<Reply> got;
+  };
+  auto box = std::make_shared<Inbox>();
+  natsSubscription* sub = link_.Subscribe(deliver, [box](Reply r) {
+    std::lock_guard<std::mutex> lock(box->m);
+    box->got.push_back(std::move(r));
+    box->cv.notify_all();
   });
   if (sub == nullptr) return absl::UnavailableError("cannot subscribe for the replay");
   // Everything stored within one idempotency window (plus the fence and some slack) before now.
@@ -428,18 +446,14 @@ absl::StatusOr<std::unique_ptr<PartitionSnapshot>> PartitionManager::Replay(uint
   uint64_t expect = info.value("num_pending", uint64_t{0});
   uint64_t seen = 0;
   uint64_t last_progress = core::MonoMillis();
-  uint64_t last_renew = last_progress;
   while (seen < expect) {
     // A long replay keeps its lease (and every other) alive.
-    if (core::MonoMillis() - last_renew > o.lease_ms / 3) {
-      RenewAll();
-      last_renew = core::MonoMillis();
-    }
+    RenewIfDue(false);
     std::deque<Reply> batch;
     {
-      std::unique_lock<std::mutex> lock(m);
-      cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return !got.empty(); });
-      batch.swap(got);
+      std::unique_lock<std::mutex> lock(box->m);
+      box->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return !box->got.empty(); });
+      batch.swap(box->got);
     }
     if (batch.empty()) {
       if (core::MonoMillis() - last_progress > 10000) {

@@ -65,6 +65,8 @@ class PartitionManager {
   // Takes up to `count` of `wanted` (in order); how many it got.
   size_t Acquire(const std::vector<uint32_t>& wanted, size_t count);
   void RenewAll();
+  // The gateway's key and every lease, when a third of a lease has passed since the last time (or now).
+  void RenewIfDue(bool force);
   void Lose(uint32_t p, const char* why);
   void Release(uint32_t p);
   absl::StatusOr<std::unique_ptr<PartitionSnapshot>> Replay(uint32_t p, uint64_t epoch);
@@ -85,6 +87,7 @@ class PartitionManager {
   std::map<uint32_t, Lease> leases_;
   std::set<std::string> live_;
   uint64_t started_ms_ = 0;
+  uint64_t last_renew_ms_ = 0;
 };
 
 }  // namespace longlink::gateway::nats

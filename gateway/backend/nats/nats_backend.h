@@ -112,6 +112,7 @@ class NatsFactory final : public BackendFactory {
   NatsOptions options_;
   Subjects subjects_;
   std::atomic<ShardRunner*> runner_{nullptr};
+  std::atomic<bool> closing_{false};
   std::unique_ptr<NatsLink> link_;
   std::unique_ptr<PartitionManager> manager_;
   std::unique_ptr<NatsAdminOps> admin_;
@@ -331,6 +332,7 @@ class NatsBackend final : public Backend {
   void Respond(std::string_view reply_to, std::span<const uint8_t> body);
   void OnSendRequest(Owned& o, const SendRequest& r, std::string reply_to, AdminDone<uint64_t> admin_done);
   static StoreRequest StoreRequestOf(const SendJob& j);
+  std::vector<uint8_t> CopyFrame(const StoreOp& op, uint64_t user, uint64_t seq, uint64_t time_ms);
   void Fanout(uint64_t job_id, std::vector<uint64_t> recipients);
   void StoreSenderCopy(uint64_t job_id);
   void FinishJob(uint64_t job_id, uint16_t status);
@@ -379,6 +381,7 @@ class NatsBackend final : public Backend {
   absl::flat_hash_set<uint64_t> reg_dirty_;
   // Users whose full registration failed: caught up once a later registration of theirs succeeds.
   absl::flat_hash_set<uint64_t> catchup_after_reg_;
+  uint64_t reg_backoff_until_ms_ = 0;
   // Deliveries this shard's partitions could not publish (the connection was down), published again once it
   // is back; bounded (past the bound the recipients' next PUSH shows the gap and they SYNC).
   std::deque<std::pair<std::string, std::vector<uint8_t>>> undelivered_;

@@ -67,6 +67,21 @@ uint32_t NatsBackend::GatewayIndex(const std::string& id) {
   return i;
 }
 
+// The PUSH frame of one inbox copy.
+std::vector<uint8_t> NatsBackend::CopyFrame(const StoreOp& op, uint64_t user, uint64_t seq, uint64_t time_ms) {
+  proto::PushBody push;
+  push.seq = seq;
+  push.server_msg_id = op.server_msg_id;
+  push.from_user = op.from_user;
+  push.from_device = op.from_device;
+  push.conv_kind = op.conv_kind;
+  push.conv_id = ConvId(op.conv_kind, op.target, op.from_user, user);
+  push.client_msg_id = op.client_msg_id;
+  push.server_time_ms = time_ms;
+  push.payload = *op.payload;
+  return Frame(0, push);
+}
+
 void NatsBackend::Respond(std::string_view reply_to, std::span<const uint8_t> body) {
   if (!reply_to.empty()) factory_->link().Publish(reply_to, body);
 }
@@ -369,7 +384,6 @@ void NatsBackend::Fanout(uint64_t job_id, std::vector<uint64_t> recipients) {
     return;
   }
   j.outstanding = static_cast<uint32_t>(by_partition.size());
-  uint64_t sender = std::get<0>(j.key);
   for (auto& [q, users] : by_partition) {
     StoreRequest r = StoreRequestOf(j);
     r.users = std::move(users);
@@ -538,7 +552,13 @@ void NatsBackend::RunUser(uint32_t p, uint64_t user) {
       }
     };
     if (auto s = o->stored.find({user, op->server_msg_id}); s != o->stored.end()) {
-      // Stored before (a retry): the first copy stands.
+      // Stored before (a retry): the first copy stands. If it is this op's own publish, whose
+      // acknowledgement was lost (the reload found it), its PUSH has not gone out yet.
+      if (op->seq != 0) {
+        uint64_t seq = s->second.first;
+        DeliverToUser(*o, user, 0, seq, seq == u.last_seq ? u.last_sseq : 0, s->second.second,
+                      CopyFrame(*op, user, seq, s->second.second));
+      }
       finish(0, s->second.second);
       continue;
     }
@@ -611,17 +631,7 @@ void NatsBackend::LoadUser(uint32_t p, uint64_t user) {
 void NatsBackend::PublishCopy(uint32_t p, uint64_t user, std::shared_ptr<StoreOp> op) {
   Owned* o = FindOwned(p);
   OwnerUser& u = o->users[user];
-  proto::PushBody push;
-  push.seq = op->seq;
-  push.server_msg_id = op->server_msg_id;
-  push.from_user = op->from_user;
-  push.from_device = op->from_device;
-  push.conv_kind = op->conv_kind;
-  push.conv_id = ConvId(op->conv_kind, op->target, op->from_user, user);
-  push.client_msg_id = op->client_msg_id;
-  push.server_time_ms = op->time_ms;
-  push.payload = *op->payload;
-  auto frame = std::make_shared<std::vector<uint8_t>>(Frame(0, push));
+  auto frame = std::make_shared<std::vector<uint8_t>>(CopyFrame(*op, user, op->seq, op->time_ms));
   Headers h;
   h.emplace_back("Nats-Msg-Id", Cat(op->server_msg_id, ".", user));
   h.emplace_back("Nats-Expected-Last-Subject-Sequence", Cat(u.last_sseq));

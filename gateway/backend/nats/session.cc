@@ -22,6 +22,7 @@ constexpr uint32_t kCatchupsAtOnce = 32;     // per shard
 // publish, so writing every device's cursor each second would cost more than the messages themselves. A
 // crash loses at most this much cursor progress; SYNC is driven by the client's own after_seq.
 constexpr uint64_t kCursorFlushMs = 15000;
+constexpr uint64_t kRegBackoffMs = 500;  // after a registration found no owner
 constexpr size_t kMembersPage = 4096;
 
 std::span<const uint8_t> Bytes(std::string_view s) {
@@ -118,6 +119,7 @@ void NatsBackend::QueueReg(uint64_t user) { reg_dirty_.insert(user); }
 
 void NatsBackend::FlushRegs() {
   if (reg_dirty_.empty() || !factory_->link().connected()) return;
+  if (core::MonoMillis() < reg_backoff_until_ms_) return;
   absl::flat_hash_map<uint32_t, RegRequest> by_partition;
   for (uint64_t user : reg_dirty_) {
     uint32_t p = factory_->Partition(user);
@@ -139,8 +141,10 @@ void NatsBackend::FlushRegs() {
         }
         return;
       }
-      // No owner yet, or it failed: try again (the next owner also asks every gateway for a full list).
+      // No owner yet, or it failed: try again in a while (the next owner also asks every gateway for a full
+      // list when it takes the partition over).
       for (uint64_t u : users) reg_dirty_.insert(u);
+      reg_backoff_until_ms_ = core::MonoMillis() + kRegBackoffMs;
     });
   }
 }
@@ -739,7 +743,11 @@ void NatsBackend::OnTick(uint64_t now_ms) {
       auto q = sessions_.find(next);
       if (q != sessions_.end()) {
         q->second.catching_up = false;
-        StartCatchup(next);
+        if (q->second.devices.empty()) {
+          sessions_.erase(q);
+        } else {
+          StartCatchup(next);
+        }
       }
     }
   }
@@ -747,7 +755,7 @@ void NatsBackend::OnTick(uint64_t now_ms) {
 
 uint64_t NatsBackend::MaxWaitNs(uint64_t) {
   // Registrations are batched per loop round; a round with some pending comes back soon.
-  return reg_dirty_.empty() ? 50000000ull : 2000000ull;
+  return reg_dirty_.empty() || core::MonoMillis() < reg_backoff_until_ms_ ? 50000000ull : 2000000ull;
 }
 
 void NatsBackend::OnDrain() {
