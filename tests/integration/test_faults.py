@@ -11,6 +11,7 @@ import time
 import unittest
 
 import llclient as ll
+from test_crash import sync_inbox
 from test_local_messaging import users_on_distinct_shards
 
 SHARDS = 2
@@ -46,29 +47,6 @@ def send_window(client, items, window=32, timeout=10.0):
     return acks
 
 
-def sync_inbox(port, user):
-    c = ll.Client(port, timeout=10)
-    try:
-        c.login(user, 99)
-        # Live PUSHes (a message re-driven at start, say) may overlap the SYNC answer: like any client, keep
-        # one PUSH per seq, and check that a seq seen twice carried the same message.
-        by_seq, after = {}, 0
-        while True:
-            rid = c.send(ll.SYNC, ll.sync_body(after, 256))
-            while True:
-                op, r, f = c.recv(10)
-                if op == ll.PUSH and r == 0:
-                    seen = by_seq.setdefault(f["seq"], f)
-                    assert seen["server_msg_id"] == f["server_msg_id"], (seen, f)
-                elif op == ll.SYNC_DONE and r == rid:
-                    break
-            if not f["has_more"]:
-                return [by_seq[s] for s in sorted(by_seq)]
-            after = f["max_seq"]
-    finally:
-        c.close()
-
-
 class StorageFaultCase(unittest.TestCase):
     def run_until_recovered(self, gw, sender, recipients, count, payload_bytes, free_space=None):
         """Streams `count` SENDs from `sender` to `recipients` (round robin) until some are refused, waits for
@@ -102,7 +80,7 @@ class StorageFaultCase(unittest.TestCase):
         self.assertEqual(len(acked), count)
         s.close()
         for r in recipients:
-            got = sync_inbox(gw.port, r)
+            got = sync_inbox(gw.port, r, device=99)
             seqs = [p["seq"] for p in got]
             self.assertEqual(seqs, list(range(1, len(seqs) + 1)), "recipient %d: seqs contiguous" % r)
             cmids = [p["client_msg_id"] for p in got]
