@@ -384,7 +384,7 @@ class LedgerMerger {
     }
     // Every acked message also counts as sent, so this never goes negative.
     t.inflight = t.sent - t.acked;
-    uint64_t matched = Matched();
+    uint64_t matched = Matched(&t.lost_sample);
     uint64_t delivered_acked = DeliveredAcked();
     t.lost = t.expected_deliveries - matched;
     t.delivered_to_non_recipient = delivered_acked - matched;
@@ -398,16 +398,23 @@ class LedgerMerger {
 
   // Deliveries that were expected: for every ack run and each of its recipients, the run's seqs that
   // reached that recipient.
-  uint64_t Matched() const {
+  // The first lost ones go to *sample.
+  uint64_t Matched(std::vector<LostDelivery>* sample) const {
     uint64_t matched = 0;
     for (const LedgerShard* shard : shards_) {
       for (const LedgerShard::AckRun& run : shard->runs_) {
         const uint32_t* recipients = run.n == 1 ? &run.recipients : &shard->recipient_pool_[run.recipients];
+        const uint64_t last = uint64_t{run.first_seq} + run.count - 1;
         for (uint32_t i = 0; i < run.n; ++i) {
           auto [holder, pair] = FindPair(recipients[i], run.sender);
-          if (pair == nullptr) continue;
-          matched += holder->CountDelivered(recipients[i], run.sender, *pair, run.first_seq,
-                                            uint64_t{run.first_seq} + run.count - 1);
+          uint64_t n = pair == nullptr ? 0 : holder->CountDelivered(recipients[i], run.sender, *pair, run.first_seq, last);
+          matched += n;
+          for (uint64_t seq = run.first_seq; n < run.count && seq <= last && sample->size() < LedgerTotals::kLostSample;
+               ++seq) {
+            if (pair == nullptr || holder->CountDelivered(recipients[i], run.sender, *pair, seq, seq) == 0) {
+              sample->push_back(LostDelivery{run.sender, static_cast<uint32_t>(seq), recipients[i]});
+            }
+          }
         }
       }
     }

@@ -74,7 +74,17 @@ struct LedgerCounters {
   uint64_t invalid_ids = 0;          // events carrying sequence number 0 (ignored otherwise)
 };
 
+// One (acked message, recipient) pair the ledger found undelivered: client indices and the sender's seq.
+struct LostDelivery {
+  uint32_t sender = 0;
+  uint32_t seq = 0;
+  uint32_t recipient = 0;
+  bool operator==(const LostDelivery&) const = default;
+};
+
 struct LedgerTotals {
+  // How many lost deliveries Merge names in lost_sample (the first ones in ack order per shard).
+  static constexpr size_t kLostSample = 20;
   uint64_t sent = 0;
   uint64_t acked = 0;
   uint64_t inflight = 0;  // sent but not (yet) acknowledged
@@ -90,6 +100,9 @@ struct LedgerTotals {
   uint64_t delivered_to_non_recipient = 0;
   uint64_t duplicate_acks = 0;
   uint64_t invalid_ids = 0;
+  // Up to kLostSample of the lost deliveries, so a run that lost messages says which (to look them up on
+  // the server).
+  std::vector<LostDelivery> lost_sample;
 
   uint64_t unexpected() const { return delivered_unacked + delivered_to_non_recipient; }
   // True when every acked message reached each recipient exactly once and nobody else.

@@ -145,6 +145,13 @@ Report BuildReport(const Engine& engine, const Scenario& scenario) {
     ledgers.push_back(&s->ledger());
   }
   r.ledger = Merge(std::span<const LedgerShard* const>(ledgers.data(), ledgers.size()));
+  const EngineConfig& ec = engine.config();
+  const uint32_t dpu = std::max<uint32_t>(ec.devices_per_user, 1);
+  for (const LostDelivery& l : r.ledger.lost_sample) {
+    r.lost.push_back(Report::Lost{l.sender / dpu + ec.first_user_id, l.sender % dpu + 1, l.seq,
+                                  engine.WireId(MakeMessageId(l.sender, l.seq)), l.recipient / dpu + ec.first_user_id,
+                                  l.recipient % dpu + 1});
+  }
   r.elapsed_s = static_cast<double>(engine.end_ns() - engine.start_ns()) / 1e9;
   r.timeline = engine.timeline().points();
   r.timeline_spacing_s = engine.timeline().spacing_s();
@@ -398,6 +405,12 @@ std::string RenderText(const Report& r, const Scenario& s) {
       "%d out of order, %d unacked at the end, %.0f refused (not stored; retryable)\n",
       l.sent, l.acked, l.expected_deliveries, l.delivered_unique, l.lost, l.duplicates, l.out_of_order, l.inflight,
       m.at("sends_refused"));
+  for (const Report::Lost& x : r.lost) {
+    o << absl::StrFormat("  lost          user %d device %d message %d (client_msg_id %d) to user %d device %d\n",
+                         x.sender_user, x.sender_device, x.seq, x.client_msg_id, x.recipient_user,
+                         x.recipient_device);
+  }
+  if (l.lost > r.lost.size()) o << absl::StrFormat("  lost          ... and %d more\n", l.lost - r.lost.size());
   if (r.elapsed_s > 0) {
     o << absl::StrFormat("  throughput    %.0f msg/s sent, %.0f msg/s delivered\n",
                          static_cast<double>(l.sent) / r.elapsed_s,
@@ -437,7 +450,14 @@ std::string RenderJson(const Report& r, const Scenario& s) {
     << ", \"expected_deliveries\": " << l.expected_deliveries << ", \"delivered_unique\": " << l.delivered_unique
     << ", \"duplicates\": " << l.duplicates << ", \"out_of_order\": " << l.out_of_order << ", \"lost\": " << l.lost
     << ", \"delivered_unacked\": " << l.delivered_unacked
-    << ", \"delivered_to_non_recipient\": " << l.delivered_to_non_recipient << "},\n";
+    << ", \"delivered_to_non_recipient\": " << l.delivered_to_non_recipient << ", \"lost_sample\": [";
+  for (size_t i = 0; i < r.lost.size(); ++i) {
+    const Report::Lost& x = r.lost[i];
+    o << (i ? ", " : "") << "{\"sender_user\": " << x.sender_user << ", \"sender_device\": " << x.sender_device
+      << ", \"seq\": " << x.seq << ", \"client_msg_id\": " << x.client_msg_id << ", \"recipient_user\": "
+      << x.recipient_user << ", \"recipient_device\": " << x.recipient_device << "}";
+  }
+  o << "]},\n";
   o << "  \"latency_ms\": {";
   for (size_t i = 0; i < r.latencies.size(); ++i) {
     const Report::Latency& lat = r.latencies[i];

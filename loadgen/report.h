@@ -27,6 +27,16 @@ struct Report {
   std::string invalid_reason;
   double elapsed_s = 0;
   LedgerTotals ledger;
+  // ledger.lost_sample in the server's terms: who sent which SEND (its client_msg_id on the wire) to whom.
+  struct Lost {
+    uint64_t sender_user = 0;
+    uint32_t sender_device = 0;
+    uint32_t seq = 0;  // the sender's message number in this run
+    uint64_t client_msg_id = 0;
+    uint64_t recipient_user = 0;
+    uint32_t recipient_device = 0;
+  };
+  std::vector<Lost> lost;
   struct Latency {
     std::string name;
     uint64_t count = 0;

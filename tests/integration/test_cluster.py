@@ -310,9 +310,6 @@ class LedgerUnderFailureTest(unittest.TestCase):
         # The clients of g2 came back on g1.
         self.assertGreater(rep["metrics"]["reconnects"], 0, rep["metrics"])
 
-    @unittest.skip("open defect: after a kill -9 of one NATS node of three, a few dozen acknowledged messages "
-                   "(of about 2,000) sometimes reach a recipient later than the ledger's 10 s grace, or not at all "
-                   "(1 run in 3 on this machine); scripts/faults.sh keeps the row")
     def test_kill_9_of_a_nats_node_under_traffic(self):
         self.run_with("kill-nats-node", kill_nats_node)
 

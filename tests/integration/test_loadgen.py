@@ -193,6 +193,39 @@ class LoadgenTest(unittest.TestCase):
         self.assertIn("VIOLATED", r.stdout)
         self.assertIn("result        thresholds violated", r.stdout)
 
+    def test_lost_messages_are_named(self):
+        # The echo backend acknowledges a SEND and pushes it back to its sender only: every message to another
+        # user is acknowledged and never delivered, and the report must say which.
+        gw = ll.Gateway("--backend=echo", shards=1)
+        try:
+            path = os.path.join(self.tmp.name, "lost.yaml")
+            with open(path, "w") as f:
+                f.write(SCENARIO.format(port=gw.port, clients=10, duration="2s", rate=5, hold="1.9s",
+                                        thresholds="  - lost == 0").replace("targets: self", "targets: random_user")
+                        .replace("output:", "grace: 0s\noutput:"))
+            report = os.path.join(self.tmp.name, "lost.json")
+            r = run_loadgen("--scenario=" + path, "--report-json=" + report)
+        finally:
+            gw.terminate()
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        with open(report) as f:
+            led = json.load(f)["ledger"]
+        self.assertGreater(led["lost"], 20, led)
+        sample = led["lost_sample"]
+        self.assertEqual(len(sample), 20, led)
+        for x in sample:
+            self.assertTrue(1 <= x["sender_user"] <= 10 and 1 <= x["recipient_user"] <= 10, x)
+            self.assertEqual((x["sender_device"], x["recipient_device"]), (1, 1), x)
+            # The client_msg_id on the wire keeps the sender's index and seq in its low bits of each half.
+            self.assertEqual(x["client_msg_id"] & 0xffffff, x["seq"], x)
+            self.assertEqual((x["client_msg_id"] >> 32) & 0xffffff, x["sender_user"] - 1, x)
+        lines = [l for l in r.stdout.splitlines() if l.startswith("  lost ")]
+        self.assertEqual(len(lines), 21, r.stdout)
+        x = sample[0]
+        self.assertEqual(lines[0].split(None, 1)[1], "user %d device 1 message %d (client_msg_id %d) to user %d device 1"
+                         % (x["sender_user"], x["seq"], x["client_msg_id"], x["recipient_user"]))
+        self.assertEqual(lines[-1].split(None, 1)[1], "... and %d more" % (led["lost"] - 20))
+
     def test_flags_only_run(self):
         r = run_loadgen("--target=127.0.0.1:%d" % self.gw.port, "--clients=100", "--connect-rate=500",
                         "--duration=2s", "--rate=1", "--shards=1")

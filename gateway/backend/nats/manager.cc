@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "absl/random/random.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
@@ -22,17 +23,14 @@ std::span<const uint8_t> Bytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
-void Log(const char* fmt, const std::string& a, uint32_t p, const std::string& b = "") {
-  std::fprintf(stderr, fmt, a.c_str(), p, b.c_str());
-}
-
 }  // namespace
 
 PartitionManager::PartitionManager(NatsFactory* f)
     : f_(f),
       link_(f->link()),
       owners_(f->subjects().Bucket("owners")),
-      gateways_(f->subjects().Bucket("gateways")) {}
+      gateways_(f->subjects().Bucket("gateways")),
+      lease_value_(absl::StrCat(f->options().gateway_id, "/", absl::Hex(absl::Uniform<uint64_t>(absl::BitGen())))) {}
 
 PartitionManager::~PartitionManager() { Stop(false); }
 
@@ -161,12 +159,23 @@ void PartitionManager::Step() {
   std::optional<std::set<std::string>> live = LiveGateways();
   if (!live) return;
   live->insert(o.gateway_id);
-  bool someone_left = false;
-  for (const std::string& g : live_) someone_left = someone_left || live->count(g) == 0;
-  if (someone_left) {
-    auto keep = std::make_shared<absl::flat_hash_set<std::string>>(live->begin(), live->end());
+  for (const std::string& g : live_) {
+    if (live->count(g) == 0) missing_since_.try_emplace(g, now);
+  }
+  auto gone = std::make_shared<absl::flat_hash_set<std::string>>();
+  for (auto it = missing_since_.begin(); it != missing_since_.end();) {
+    if (live->count(it->first) != 0) {
+      it = missing_since_.erase(it);
+    } else if (now - it->second >= o.lease_ms) {
+      gone->insert(it->first);
+      it = missing_since_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (!gone->empty()) {
     for (uint32_t s = 0; s < f_->shards(); ++s) {
-      f_->OnShard(s, [keep](NatsBackend& b) { b.PruneGateways(*keep); });
+      f_->OnShard(s, [gone](NatsBackend& b) { b.PruneGateways(*gone); });
     }
   }
   live_ = *live;
@@ -234,9 +243,9 @@ uint64_t PartitionManager::Claim(uint32_t p) {
   std::string key = Cat("p.", p);
   std::optional<KvEntry> e = KvGet(link_, owners_, key, o.request_timeout_ms);
   if (!e) return 0;
-  if (e->found && !e->deleted && e->value != o.gateway_id) return 0;
+  if (e->found && !e->deleted) return 0;  // held (by another process, or by this one's earlier claim)
   bool conflict = false;
-  return KvPut(link_, owners_, key, o.gateway_id, e->found ? e->revision : 0, false, &conflict,
+  return KvPut(link_, owners_, key, lease_value_, e->found ? e->revision : 0, false, &conflict,
                o.request_timeout_ms);
 }
 
@@ -244,7 +253,7 @@ bool PartitionManager::Confirm(uint32_t p, uint64_t rev) {
   const NatsOptions& o = f_->options();
   bool conflict = false;
   uint64_t sent = core::MonoMillis();
-  uint64_t epoch = KvPut(link_, owners_, Cat("p.", p), o.gateway_id, rev, false, &conflict, o.request_timeout_ms);
+  uint64_t epoch = KvPut(link_, owners_, Cat("p.", p), lease_value_, rev, false, &conflict, o.request_timeout_ms);
   if (epoch == 0) {
     if (!conflict) {
       // Unknown whether the renewal landed: leave the entry to expire rather than hold it half-known.
@@ -338,8 +347,9 @@ void PartitionManager::RenewAll() {
   for (const auto& [p, l] : leases) {
     bool conflict = false;
     uint64_t sent = core::MonoMillis();
-    uint64_t rev = KvPut(link_, owners_, Cat("p.", p), o.gateway_id, l.revision, false, &conflict,
+    uint64_t rev = KvPut(link_, owners_, Cat("p.", p), lease_value_, l.revision, false, &conflict,
                          o.request_timeout_ms);
+    if (rev == 0 && Reconcile(p, sent)) continue;
     uint64_t now = core::MonoMillis();
     if (rev != 0) {
       uint64_t until = sent + o.lease_ms - o.lease_ms / 5;
@@ -356,6 +366,28 @@ void PartitionManager::RenewAll() {
       Lose(p, "its lease could not be renewed in time");
     }
   }
+}
+
+bool PartitionManager::Reconcile(uint32_t p, uint64_t sent) {
+  const NatsOptions& o = f_->options();
+  std::optional<KvEntry> e = KvGet(link_, owners_, Cat("p.", p), o.request_timeout_ms);
+  if (!e || !e->found || e->deleted || e->value != lease_value_) return false;
+  // Only this process writes this value, so the entry is still this lease, at a revision it did not see.
+  bool conflict = false;
+  uint64_t rev = KvPut(link_, owners_, Cat("p.", p), lease_value_, e->revision, false, &conflict,
+                       o.request_timeout_ms);
+  if (rev == 0) return false;
+  // The lease runs from the first renewal sent after the last one known to have landed.
+  uint64_t until = sent + o.lease_ms - o.lease_ms / 5;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = leases_.find(p);
+    if (it == leases_.end()) return true;
+    it->second = Lease{rev, until};
+  }
+  if (f_->LeaseUntil(p) != 0) f_->SetLeaseUntil(p, until);
+  std::fprintf(stderr, "longlink-gateway: nats: kept partition %u: a renewal whose answer was lost had landed\n", p);
+  return true;
 }
 
 void PartitionManager::Lose(uint32_t p, const char* why) {

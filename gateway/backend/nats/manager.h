@@ -2,7 +2,8 @@
 // leases, takes partitions over (fence, confirm, replay) and gives them up. It blocks on NATS round trips,
 // so it runs on its own thread; what it decides reaches the shards through the mailbox.
 //
-// Leases live in the <PREFIX>_OWNERS bucket (key p.<p>, value the gateway id), whose entries expire after
+// Leases live in the <PREFIX>_OWNERS bucket (key p.<p>, value "<gateway id>/<incarnation>": a random number
+// per process, so that two processes given one id never take each other's leases), whose entries expire after
 // --nats-lease unless renewed; live gateways in <PREFIX>_GATEWAYS the same way. Every gateway aims at an
 // equal share of the partitions among the live ones. A gateway writes to a partition only while its
 // lease, counted from when the last renewal was sent, has time left (NatsFactory::LeaseUntil), so it stops
@@ -65,6 +66,11 @@ class PartitionManager {
   // Takes up to `count` of `wanted` (in order); how many it got.
   size_t Acquire(const std::vector<uint32_t>& wanted, size_t count);
   void RenewAll();
+  // A renewal that failed without an answer, or was refused as a conflict, may have landed after all (an
+  // answer lost while the bucket changed leaders, or an earlier renewal that timed out but was stored). If
+  // the entry still holds this process's value, adopts its revision and renews once more on it: true if
+  // that succeeded.
+  bool Reconcile(uint32_t p, uint64_t sent);
   // The gateway's key and every lease, when a third of a lease has passed since the last time (or now).
   void RenewIfDue(bool force);
   void Lose(uint32_t p, const char* why);
@@ -74,6 +80,7 @@ class PartitionManager {
   NatsFactory* f_;
   NatsLink& link_;
   std::string owners_, gateways_;  // bucket names
+  std::string lease_value_;          // "<gateway id>/<incarnation>"
   std::thread thread_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -86,6 +93,10 @@ class PartitionManager {
   };
   std::map<uint32_t, Lease> leases_;
   std::set<std::string> live_;
+  // Gateways seen live before and missing from the bucket since then (monotonic ms). A missing key is
+  // only believed after a whole lease: a bucket electing a leader can fail renewals, or answer without
+  // them, for a few seconds while the gateway is alive.
+  std::map<std::string, uint64_t> missing_since_;
   uint64_t started_ms_ = 0;
   uint64_t last_renew_ms_ = 0;
 };

@@ -194,8 +194,10 @@ class NatsBackend final : public Backend {
   // The partition manager's decisions for partitions of this shard.
   void TakeOver(std::unique_ptr<PartitionSnapshot> snap);
   void DropPartition(uint32_t p, const char* why);
-  // Gateways whose lease of life ended: their directory entries go.
-  void PruneGateways(const absl::flat_hash_set<std::string>& live);
+  // Gateways whose lease of life ended: their directory entries go, and each partition that had any is
+  // announced again, so that a gateway that was alive after all (its renewals failed for a while) sends
+  // its users again and catches them up.
+  void PruneGateways(const absl::flat_hash_set<std::string>& gone);
   void ForgetGateway(const std::string& gateway);
   // The owner side's share of draining: true once no owner work is in progress here.
   bool OwnerIdle() const;

@@ -159,15 +159,20 @@ void NatsBackend::DropPartition(uint32_t p, const char* why) {
   std::fprintf(stderr, "longlink-gateway: nats: shard %u gave up partition %u (%s)\n", self_, p, why);
 }
 
-void NatsBackend::PruneGateways(const absl::flat_hash_set<std::string>& live) {
+void NatsBackend::PruneGateways(const absl::flat_hash_set<std::string>& gone) {
   for (auto& [p, o] : owned_) {
-    std::vector<std::tuple<uint64_t, uint32_t, uint32_t>> gone;
+    std::vector<std::tuple<uint64_t, uint32_t, uint32_t>> drop;
     for (auto& [user, u] : o->users) {
       for (const OwnerUser::At& a : u.at) {
-        if (!live.contains(gateways_[a.gateway])) gone.emplace_back(user, a.gateway, a.shard);
+        if (gone.contains(gateways_[a.gateway])) drop.emplace_back(user, a.gateway, a.shard);
       }
     }
-    for (const auto& [user, g, s] : gone) SetDevices(*o, user, g, s, 0);
+    if (drop.empty()) continue;
+    for (const auto& [user, g, s] : drop) SetDevices(*o, user, g, s, 0);
+    std::fprintf(stderr, "longlink-gateway: nats: partition %u forgot %zu users of gateways no longer live\n", p,
+                 drop.size());
+    OwnerAnnounce a{p, o->epoch, opts_.gateway_id};
+    factory_->link().Publish(subj_.Control("owner"), Encode(a));
   }
 }
 

@@ -63,6 +63,11 @@ class ReferenceLedger {
     }
     return true;
   }
+  bool IsLost(const LostDelivery& l) const {
+    auto it = recipients_.find(Id(l.sender, l.seq));
+    return it != recipients_.end() && it->second.count(l.recipient) != 0 &&
+           delivered_.count({l.recipient, it->first}) == 0;
+  }
   LedgerTotals Totals() const {
     LedgerTotals t;
     t.sent = sent_.size();
@@ -137,6 +142,8 @@ TEST(LedgerTest, LostDelivery) {
   EXPECT_EQ(t.delivered_unique, 1u);
   EXPECT_EQ(t.lost, 1u);
   EXPECT_FALSE(t.Clean());
+  // The report names it.
+  EXPECT_EQ(t.lost_sample, (std::vector<LostDelivery>{{1, 1, 3}}));
 }
 
 TEST(LedgerTest, DuplicateDelivery) {
@@ -345,7 +352,11 @@ TEST(LedgerTest, LossesBecomeHolesAndLateFillsCloseThem) {
     }
   }
   EXPECT_EQ(shard.spilled_count(), 10u - 1);  // the last loss is still in the window
-  EXPECT_EQ(MergeOne(shard).lost, 10u);
+  LedgerTotals lossy = MergeOne(shard);
+  EXPECT_EQ(lossy.lost, 10u);
+  std::vector<LostDelivery> want_sample;
+  for (uint32_t seq = 100; seq <= 1000; seq += 100) want_sample.push_back({1, seq, 2});
+  EXPECT_EQ(lossy.lost_sample, want_sample);
   for (uint32_t seq = 100; seq <= 1000; seq += 100) EXPECT_TRUE(shard.Delivered(2, Id(1, seq)));
   for (uint32_t seq = 100; seq <= 1000; seq += 100) EXPECT_FALSE(shard.Delivered(2, Id(1, seq)));
   EXPECT_EQ(shard.spilled_count(), 0u);
@@ -543,6 +554,10 @@ void RunSimulation(const SimParams& p) {
   LedgerTotals got = Merge(std::span<const LedgerShard>(shards));
   LedgerTotals want = reference.Totals();
   ExpectTotals(got, want, "final");
+  EXPECT_EQ(got.lost_sample.size(), std::min<uint64_t>(want.lost, LedgerTotals::kLostSample));
+  for (const LostDelivery& l : got.lost_sample) {
+    EXPECT_TRUE(reference.IsLost(l)) << "sender " << l.sender << " seq " << l.seq << " recipient " << l.recipient;
+  }
   // The scenario exercises what it claims to.
   EXPECT_GT(want.lost, 0u);
   EXPECT_GT(want.duplicates, 0u);
