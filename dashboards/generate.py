@@ -493,9 +493,10 @@ def backends():
                  "after a possible gap in live delivery, and the message gets behind them.")
     b.timeseries("Routing directory", "short",
                  [t("sum by (instance) (%sdirectory_entries%s)" % (na, sel(GW)), "{{instance}} directory entries"),
-                  t("sum by (instance) (%sonline_users%s)" % (na, sel(GW)), "{{instance}} online users")],
-                 "Users with devices online in the routing directory of the partitions a gateway owns, and users "
-                 "with a device connected to it.")
+                  t("sum by (instance) (%sonline_users%s)" % (na, sel(GW)), "{{instance}} online users"),
+                  t("sum by (instance) (%sowner_users%s)" % (na, sel(GW)), "{{instance}} users in owner memory")],
+                 "Users with devices online in the routing directory of the partitions a gateway owns, users "
+                 "with a device connected to it, and users its partitions hold in memory (quiet ones leave).")
     b.timeseries("Partitions owned", "short",
                  [t("sum by (instance) (%sowned_partitions%s)" % (na, sel(GW)), "{{instance}}")],
                  "Partitions each gateway owns; after a gateway leaves, the others take its partitions over.")

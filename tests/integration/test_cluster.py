@@ -40,7 +40,8 @@ class Cluster:
         try:
             for i in range(gateways):
                 self.start_gateway("g%d" % (i + 1))
-            self.wait_spread()
+            if gateways:
+                self.wait_spread()
         except BaseException:
             self.stop()
             raise
@@ -70,12 +71,15 @@ class Cluster:
             time.sleep(0.1)
 
     def stop(self):
-        for g in self.gws.values():
-            if g.proc.poll() is None:
-                g.terminate()
-            elif g.proc.stdout is not None and not g.proc.stdout.closed:
-                g.kill()
-        self.nats.stop()
+        try:
+            for g in self.gws.values():
+                if g.proc.poll() is None:
+                    g.terminate()
+                elif g.proc.stdout is not None and not g.proc.stdout.closed:
+                    g.kill()
+        finally:
+            # Even when a gateway would not stop: the servers never outlive the test.
+            self.nats.stop()
 
 
 def client(gw, user, device=1):
@@ -418,6 +422,89 @@ class LeaderChangeTest(unittest.TestCase):
                 self.assertEqual(sorted(keys), want)
                 ids = {(p["from_user"], p["client_msg_id"]): p["server_msg_id"] for p in got}
                 self.assertTrue(all(ids[k] == acked[k][1] for k in want))
+                c.c.close()
+        finally:
+            cl.stop()
+
+class ExpiryTest(unittest.TestCase):
+    """Retention on this backend: an inbox whose messages all expired carries on from its last seq, for a user
+    who stayed online and for one who was offline; seqs are never reused (docs/protocol.md 6.5)."""
+
+    def test_seqs_continue_after_every_message_expired(self):
+        cl = Cluster(gateways=0, nodes=1)
+        try:
+            gw = cl.start_gateway("g1", "--retention=2s", "--idempotency-window=2s")
+            cl.wait_spread()
+            a, b = client(gw, 7001), client(gw, 7002)
+            off = client(gw, 7003)
+            for i in range(1, 4):
+                send_retrying(a, 7002, i, b"old %d" % i)
+            send_retrying(a, 7003, 4, b"to the offline one")
+            self.assertEqual([p["payload"] for p in b.wait_pushes([1, 2, 3])], [b"old 1", b"old 2", b"old 3"])
+            off.wait_pushes([1])
+            off.c.close()
+            # Every copy expires (max_age 2 s; the server checks about once a second).
+            deadline = time.monotonic() + 30
+            while True:
+                got, done = b.sync_all()
+                if not got:
+                    break
+                self.assertLess(time.monotonic(), deadline, "inbox still holds %r" % [p["seq"] for p in got])
+                time.sleep(0.5)
+            self.assertGreaterEqual(gw.metric("longlink_backend_nats_seq_floors_written_total"), 3)
+            send_retrying(a, 7002, 5, b"new")
+            send_retrying(a, 7003, 6, b"new for the offline one")
+            self.assertEqual(b.wait_pushes([4])[0]["payload"], b"new")
+            # The sender's own inbox (its copies of 1..4) carries on too.
+            self.assertEqual(a.wait_pushes([5, 6])[1]["payload"], b"new for the offline one")
+            back = client(gw, 7003)
+            got, done = back.sync_all()
+            self.assertEqual([(p["seq"], p["payload"]) for p in got], [(2, b"new for the offline one")])
+            # A user never seen before starts at 1.
+            c = client(gw, 7004)
+            send_retrying(a, 7004, 7, b"first")
+            self.assertEqual(c.wait_pushes([1])[0]["payload"], b"first")
+            for x in (a, b, back, c):
+                x.c.close()
+        finally:
+            cl.stop()
+
+
+class PresenceOwnerChangeTest(unittest.TestCase):
+    """Presence subscriptions live on the owner of the watched user's partition: when partitions change owner,
+    the gateways hand their devices' watches to the new owner, so events keep coming."""
+
+    def test_watches_survive_an_owner_change(self):
+        cl = Cluster(gateways=3)
+        try:
+            g1 = cl.gws["g1"]
+            targets = []
+            for p in range(PARTITIONS):
+                targets.append(next(u for u in range(800_000, 900_000) if partition_of(u) == p))
+            w = client(g1, 700_001)
+            rid = w.c.send(ll.PRESENCE_SUBSCRIBE, ll.presence_subscribe_body(targets))
+            for _ in targets:
+                self.assertEqual(w.wait(ll.PRESENCE, rid)["online"], 0)
+            # g2 and g3 leave: g1 takes over their partitions, whose new owner starts with no watchers.
+            for gid in ("g2", "g3"):
+                cl.gws[gid].terminate()
+            deadline = time.monotonic() + 40
+            while g1.metric("longlink_backend_nats_owned_partitions") < PARTITIONS:
+                self.assertLess(time.monotonic(), deadline, "g1 did not take every partition")
+                time.sleep(0.2)
+            ups, logged = {}, []
+            for t in targets:
+                logged.append(client(g1, t))
+            deadline = time.monotonic() + 15
+            while len(ups) < len(targets) and time.monotonic() < deadline:
+                try:
+                    ev = w.wait(ll.PRESENCE, 0, timeout=max(0.1, deadline - time.monotonic()))
+                except (AssertionError, TimeoutError):
+                    break
+                if ev["online"] == 1:
+                    ups[ev["user_id"]] = ev
+            self.assertEqual(sorted(ups), sorted(targets), "an online event for every watched user")
+            for c in logged + [w]:
                 c.c.close()
         finally:
             cl.stop()

@@ -148,8 +148,10 @@ absl::Status NatsFactory::EnsureStreams() {
   const MessagingOptions& m = options_.messaging;
   for (uint32_t p = 0; p < options_.partitions; ++p) {
     // Dedup ids are kept for two minutes: a publish retried after a timeout lands inside that.
+    // JetStream wants the window within max_age, so a retention shorter than two minutes shortens it.
+    uint64_t window = m.retention_ms == 0 ? 120000 : std::min<uint64_t>(120000, m.retention_ms);
     want.push_back({subjects_.InboxStream(p), InboxStreamConfig(subjects_, p, options_.replicas, m.retention_ms,
-                                                                 m.max_inbox, 120000)});
+                                                                 m.max_inbox, window)});
   }
   auto bucket = [&](const char* what, uint64_t max_age_ms) {
     std::string b = subjects_.Bucket(what);
@@ -160,6 +162,9 @@ absl::Status NatsFactory::EnsureStreams() {
   bucket("gateways", options_.lease_ms);
   bucket("groups", 0);
   bucket("cursors", m.retention_ms);
+  // Each user's last inbox seq, written as the user goes idle on its owner: kept forever, so that an inbox
+  // whose messages all expired carries on from there (seqs are never reused).
+  bucket("seqs", 0);
   uint64_t deadline = core::MonoMillis() + options_.start_timeout_ms;
   std::string last_error;
   for (const Want& w : want) {

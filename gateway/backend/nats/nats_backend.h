@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -140,7 +141,8 @@ class NatsFactory final : public BackendFactory {
   C(takeovers_total, "Partitions taken over by this gateway")                                        \
   C(releases_total, "Partitions this gateway stopped owning (lease lost, released, drained)")        \
   C(reconnects_total, "Reconnections of the NATS connection")                                        \
-  C(limited_total, "Requests refused for a per-device limit")
+  C(limited_total, "Requests refused for a per-device limit")                                        \
+  C(seq_floors_written_total, "Users' last inbox seqs recorded in the seq-floor bucket as they went idle")
 
 #define LONGLINK_NATS_GAUGES(G)                                                                      \
   G(connected, "1 while the NATS connection is up")                                                  \
@@ -151,6 +153,7 @@ class NatsFactory final : public BackendFactory {
   G(online_users, "Users with a device connected to this gateway")                                   \
   G(inflight_sends, "SENDs being coordinated")                                                       \
   G(idempotency_entries, "Completed SENDs remembered for retries")                                   \
+  G(owner_users, "Users held in memory by owned partitions (directory, presence, inbox tails)")      \
   G(presence_subscriptions, "Users watched for presence by this gateway's devices (one per device and user)")
 
 #define LONGLINK_NATS_HISTOGRAMS(H)                                                                  \
@@ -191,6 +194,8 @@ class NatsBackend final : public Backend {
   void OnPartitionRequest(uint32_t p, std::string op, Reply msg);
   void OnOwnerAnnounce(const OwnerAnnounce& a);
   void OnConnectionRestored();
+  // Publishes the deliveries that could not be published when they were made, while the link takes them.
+  void RetryUndelivered();
   // The partition manager's decisions for partitions of this shard.
   void TakeOver(std::unique_ptr<PartitionSnapshot> snap);
   void DropPartition(uint32_t p, const char* why);
@@ -280,8 +285,22 @@ class NatsBackend final : public Backend {
       uint32_t devices;
     };
     absl::InlinedVector<At, 2> at;
-    // Presence watchers: subscriber -> how many of its devices watch.
-    std::unique_ptr<absl::flat_hash_map<uint64_t, uint32_t>> watchers;
+    // Presence watchers: subscriber -> how many of its devices watch, per gateway shard they are on (so that
+    // a gateway shard's complete list, after an owner change, replaces what came from there).
+    struct WatchFrom {
+      uint32_t gateway;  // index into gateways_
+      uint32_t shard;
+      uint32_t devices;
+    };
+    std::unique_ptr<absl::flat_hash_map<uint64_t, absl::InlinedVector<WatchFrom, 1>>> watchers;
+    // When this entry was last put on Owned::touched (monotonic ms), and whether last_seq may be above
+    // what the seq-floor bucket holds for the user (it is written before the entry is dropped).
+    uint64_t touched_ms = 0;
+    bool floor_due = false;
+    bool floor_writing = false;
+    bool Idle() const {
+      return at.empty() && queue.empty() && !writing && !loading && !floor_writing && watchers == nullptr;
+    }
     uint32_t devices() const {
       uint32_t n = 0;
       for (const At& a : at) n += a.devices;
@@ -327,10 +346,22 @@ class NatsBackend final : public Backend {
     absl::flat_hash_map<std::tuple<uint64_t, uint32_t, uint64_t>, uint64_t> inflight;  // key -> job id
     absl::flat_hash_map<uint64_t, Group> groups;
     uint64_t directory_entries = 0;
+    // (time, user) of every user entry touched, at most once a second per user: entries idle for
+    // kUserIdleMs leave memory (after their seq floor is written), oldest first.
+    std::deque<std::pair<uint64_t, uint64_t>> touched;
   };
   using StoreDone = absl::AnyInvocable<void(uint16_t status, uint64_t first_time_ms) &&>;
 
   Owned* FindOwned(uint32_t p);
+  // A user's entry in an owned partition (created if new), marked as in use now.
+  OwnerUser& UserAt(Owned& o, uint64_t user);
+  // Drops entries idle for long enough; a user whose last seq may be above its recorded floor gets the
+  // floor written first.
+  void SweepUsers(Owned& o, uint64_t now_ms);
+  void WriteSeqFloor(Owned& o, uint64_t user, OwnerUser& u);
+  // After an empty inbox: the user's recorded seq floor becomes its last seq.
+  void LoadSeqFloor(uint32_t p, uint64_t user);
+  uint64_t UserIdleMs() const;
   void Respond(std::string_view reply_to, std::span<const uint8_t> body);
   void OnSendRequest(Owned& o, const SendRequest& r, std::string reply_to, AdminDone<uint64_t> admin_done);
   static StoreRequest StoreRequestOf(const SendJob& j);
@@ -355,6 +386,12 @@ class NatsBackend final : public Backend {
                       absl::AnyInvocable<void(GroupReply) &&> local_done);
   void RunGroup(uint32_t p, uint64_t group);
   void OnPresenceRequest(Owned& o, const PresenceRequest& r, std::string reply_to);
+  // One more (delta 1) or one less (-1) device of `subscriber` on (gateway, shard) watching `user`.
+  void Watch(Owned& o, uint64_t user, uint64_t subscriber, uint32_t gateway, uint32_t shard, int delta);
+  // Forgets the watches that came from a gateway (every shard of it, or one).
+  void DropWatchesFrom(Owned& o, uint32_t gateway, std::optional<uint32_t> shard);
+  // This shard's devices' watches of users in partition p, as one complete list to its owner.
+  void SendFullWatches(uint32_t p);
   void ExpireIdempotency(Owned& o, uint64_t now_ms);
   uint32_t GatewayIndex(const std::string& id);
 

@@ -35,6 +35,7 @@ namespace proto = longlink::protocol;
 constexpr size_t kMembersPage = 4096;
 constexpr uint64_t kRetryMs = 200;
 constexpr size_t kUndeliveredMaxBytes = 16 << 20;  // per shard
+constexpr uint64_t kUserIdleMaxMs = 150000;
 
 std::span<const uint8_t> Bytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
@@ -56,6 +57,97 @@ std::vector<uint8_t> MemberBytes(const absl::btree_set<uint64_t>& members) {
 NatsBackend::Owned* NatsBackend::FindOwned(uint32_t p) {
   auto it = owned_.find(p);
   return it == owned_.end() ? nullptr : it->second.get();
+}
+
+NatsBackend::OwnerUser& NatsBackend::UserAt(Owned& o, uint64_t user) {
+  OwnerUser& u = o.users[user];
+  uint64_t now = core::MonoMillis();
+  if (now - u.touched_ms >= 1000 || u.touched_ms == 0) {
+    u.touched_ms = now;
+    o.touched.emplace_back(now, user);
+  }
+  return u;
+}
+
+uint64_t NatsBackend::UserIdleMs() const {
+  // The floor must be written before the user's newest message can expire (a fraction of the retention),
+  // and while a new owner's replay would still find that message if this owner died first (half the
+  // idempotency window it replays); users quiet for that long also leave memory.
+  uint64_t r = opts_.messaging.retention_ms == 0 ? kUserIdleMaxMs : opts_.messaging.retention_ms / 8;
+  uint64_t w = opts_.messaging.idempotency_window_ms == 0 ? kUserIdleMaxMs : opts_.messaging.idempotency_window_ms / 2;
+  return std::clamp<uint64_t>(std::min(r, w), 200, kUserIdleMaxMs);
+}
+
+void NatsBackend::SweepUsers(Owned& o, uint64_t now_ms) {
+  const uint64_t idle = UserIdleMs();
+  while (!o.touched.empty() && o.touched.front().first + idle <= now_ms) {
+    auto [t, user] = o.touched.front();
+    o.touched.pop_front();
+    auto it = o.users.find(user);
+    if (it == o.users.end()) continue;
+    OwnerUser& u = it->second;
+    // Touched again since: a later entry stands for it.
+    if (u.touched_ms > t) continue;
+    if (u.floor_due && u.queue.empty() && !u.writing && !u.loading && !u.floor_writing) {
+      WriteSeqFloor(o, user, u);  // puts it back on the list
+      continue;
+    }
+    // In use (online devices, watchers, a store under way): any change puts it back on the list.
+    if (u.Idle() && !u.floor_due) o.users.erase(it);
+  }
+}
+
+void NatsBackend::WriteSeqFloor(Owned& o, uint64_t user, OwnerUser& u) {
+  uint32_t p = o.p;
+  uint64_t epoch = o.epoch;
+  uint64_t seq = u.last_seq;
+  if (core::MonoMillis() >= factory_->LeaseUntil(p)) return;  // the next owner records it
+  u.floor_writing = true;
+  std::string value = Cat(seq);
+  Ask(Cat("$KV.", subj_.Bucket("seqs"), ".u.", user), Bytes(value), nullptr, [this, p, user, epoch, seq](Reply r) {
+    Owned* o = FindOwned(p);
+    if (o == nullptr || o->epoch != epoch) return;
+    auto it = o->users.find(user);
+    if (it == o->users.end()) return;
+    OwnerUser& u = it->second;
+    u.floor_writing = false;
+    PubAck a = r.ok() ? ParsePubAck(r.text()) : PubAck{};
+    if (a.ok) {
+      stats_.seq_floors_written_total.Inc();
+      if (u.last_seq == seq) u.floor_due = false;
+    }
+    // Back on the list: dropped at the next sweep if still idle (or written again if it failed or moved).
+    u.touched_ms = core::MonoMillis();
+    o->touched.emplace_back(u.touched_ms, user);
+  });
+}
+
+void NatsBackend::LoadSeqFloor(uint32_t p, uint64_t user) {
+  Owned* o = FindOwned(p);
+  if (o == nullptr) return;
+  uint64_t epoch = o->epoch;
+  nlohmann::json req;
+  req["last_by_subj"] = Cat("$KV.", subj_.Bucket("seqs"), ".u.", user);
+  Ask(Cat("$JS.API.STREAM.MSG.GET.KV_", subj_.Bucket("seqs")), Bytes(req.dump()), nullptr,
+      [this, p, user, epoch](Reply reply) {
+        Owned* o = FindOwned(p);
+        if (o == nullptr || o->epoch != epoch) return;
+        OwnerUser& u = UserAt(*o, user);
+        u.loading = false;
+        bool not_found = false;
+        std::string error;
+        std::optional<StoredMsg> m = reply.ok() ? ParseMsgGet(reply.text(), &not_found, &error) : std::nullopt;
+        uint64_t floor = 0;
+        if ((!m && !not_found) || (m && !absl::SimpleAtoi(AV(m->data), &floor))) {
+          if (!u.queue.empty()) u.queue.front()->retry_at_ms = core::MonoMillis() + kRetryMs;
+          retry_.push_back({p, user});
+          return;
+        }
+        u.loaded = true;
+        u.last_seq = floor;
+        u.last_sseq = 0;  // the inbox subject is empty: the next publish expects no copy before it
+        RunUser(p, user);
+      });
 }
 
 uint32_t NatsBackend::GatewayIndex(const std::string& id) {
@@ -96,10 +188,11 @@ void NatsBackend::TakeOver(std::unique_ptr<PartitionSnapshot> snap) {
   o->epoch = snap->epoch;
   uint64_t now = core::UnixMillis();
   for (const auto& [user, t] : snap->users) {
-    OwnerUser& u = o->users[user];
+    OwnerUser& u = UserAt(*o, user);
     u.last_seq = t.seq;
     u.last_sseq = t.stream_seq;
     u.loaded = true;
+    u.floor_due = true;  // the previous owner may not have recorded it
   }
   for (const auto& [key, c] : snap->sends) {
     o->sends.emplace(key, c);
@@ -167,6 +260,9 @@ void NatsBackend::PruneGateways(const absl::flat_hash_set<std::string>& gone) {
         if (gone.contains(gateways_[a.gateway])) drop.emplace_back(user, a.gateway, a.shard);
       }
     }
+    for (const std::string& g : gone) {
+      if (auto gi = gateway_index_.find(g); gi != gateway_index_.end()) DropWatchesFrom(*o, gi->second, std::nullopt);
+    }
     if (drop.empty()) continue;
     for (const auto& [user, g, s] : drop) SetDevices(*o, user, g, s, 0);
     std::fprintf(stderr, "longlink-gateway: nats: partition %u forgot %zu users of gateways no longer live\n", p,
@@ -187,6 +283,7 @@ void NatsBackend::ForgetGateway(const std::string& gateway) {
       }
     }
     for (const auto& [user, s] : gone) SetDevices(*o, user, gi->second, s, 0);
+    DropWatchesFrom(*o, gi->second, std::nullopt);
   }
 }
 
@@ -240,7 +337,7 @@ void NatsBackend::OnPartitionRequest(uint32_t p, std::string op, Reply msg) {
     uint64_t user = 0;
     uint32_t device = 0;
     if (!rd.U64(&user) || !rd.U32(&device)) return Respond(reply_to, Bytes("NO"));
-    OwnerUser& u = o->users[user];
+    OwnerUser& u = UserAt(*o, user);
     if (op == "kick") {
       // Every gateway holding the user kicks its matching devices and answers how many: the sum is the
       // answer (a gateway that does not answer in time counts 0).
@@ -530,7 +627,7 @@ void NatsBackend::StoreCopies(Owned& o, const StoreRequest& r, std::span<const u
     op->client_msg_id = r.client_msg_id;
     op->sender_copy = sender_copy;
     op->deadline_ms = deadline;
-    o.users[user].queue.push_back(std::move(op));
+    UserAt(o, user).queue.push_back(std::move(op));
   }
   for (uint64_t user : r.users) RunUser(o.p, user);
 }
@@ -586,7 +683,7 @@ void NatsBackend::RunUser(uint32_t p, uint64_t user) {
 void NatsBackend::LoadUser(uint32_t p, uint64_t user) {
   Owned* o = FindOwned(p);
   if (o == nullptr) return;
-  OwnerUser& u = o->users[user];
+  OwnerUser& u = UserAt(*o, user);
   u.loading = true;
   nlohmann::json req;
   req["last_by_subj"] = subj_.Inbox(p, user);
@@ -598,7 +695,7 @@ void NatsBackend::LoadUser(uint32_t p, uint64_t user) {
         Owned* o = FindOwned(p);
         if (o == nullptr || o->epoch != epoch) return;
         stats_.fetch_seconds.Observe(static_cast<double>(core::MonoNanos() - start) * 1e-9);
-        OwnerUser& u = o->users[user];
+        OwnerUser& u = UserAt(*o, user);
         u.loading = false;
         bool not_found = false;
         std::string error;
@@ -609,9 +706,17 @@ void NatsBackend::LoadUser(uint32_t p, uint64_t user) {
           retry_.push_back({p, user});
           return;
         }
+        if (!m) {
+          // An empty inbox: a new user, or one whose messages all expired. Seqs are never reused: carry on
+          // from the floor recorded when the user last went idle (none: a new user, from 1).
+          u.loading = true;
+          LoadSeqFloor(p, user);
+          return;
+        }
         u.loaded = true;
         u.last_seq = 0;
         u.last_sseq = 0;
+        u.floor_due = true;
         if (m) {
           absl::SimpleAtoi(AV(HeaderValue(m->headers, "Ll-Seq")), &u.last_seq);
           u.last_sseq = m->seq;
@@ -635,7 +740,7 @@ void NatsBackend::LoadUser(uint32_t p, uint64_t user) {
 
 void NatsBackend::PublishCopy(uint32_t p, uint64_t user, std::shared_ptr<StoreOp> op) {
   Owned* o = FindOwned(p);
-  OwnerUser& u = o->users[user];
+  OwnerUser& u = UserAt(*o, user);
   auto frame = std::make_shared<std::vector<uint8_t>>(CopyFrame(*op, user, op->seq, op->time_ms));
   Headers h;
   h.emplace_back("Nats-Msg-Id", Cat(op->server_msg_id, ".", user));
@@ -652,13 +757,14 @@ void NatsBackend::PublishCopy(uint32_t p, uint64_t user, std::shared_ptr<StoreOp
         Owned* o = FindOwned(p);
         if (o == nullptr || o->epoch != epoch) return;  // the partition went; DropPartition answered the op
         stats_.publish_seconds.Observe(static_cast<double>(core::MonoNanos() - start) * 1e-9);
-        OwnerUser& u = o->users[user];
+        OwnerUser& u = UserAt(*o, user);
         u.writing = false;
         PubAck a = reply.ok() ? ParsePubAck(reply.text()) : PubAck{};
         if (a.ok && !a.duplicate) {
           stats_.publishes_total.Inc();
           u.last_seq = op->seq;
           u.last_sseq = a.seq;
+          u.floor_due = true;
           o->stored[{user, op->server_msg_id}] = {op->seq, op->time_ms};
           o->stored_age.emplace_back(core::UnixMillis(), std::make_pair(user, op->server_msg_id));
           DeliverToUser(*o, user, 0, op->seq, a.seq, op->time_ms, *frame);
@@ -685,7 +791,7 @@ void NatsBackend::PublishCopy(uint32_t p, uint64_t user, std::shared_ptr<StoreOp
               [this, p, user, op, epoch](Reply r) {
                 Owned* o = FindOwned(p);
                 if (o == nullptr || o->epoch != epoch) return;
-                OwnerUser& u = o->users[user];
+                OwnerUser& u = UserAt(*o, user);
                 u.loading = false;
                 bool not_found = false;
                 std::string error;
@@ -760,7 +866,7 @@ void NatsBackend::OnReg(Owned& o, const RegRequest& r, uint32_t shard) {
 }
 
 void NatsBackend::SetDevices(Owned& o, uint64_t user, uint32_t gateway, uint32_t shard, uint32_t devices) {
-  OwnerUser& u = o.users[user];
+  OwnerUser& u = UserAt(o, user);
   uint32_t before = u.devices();
   bool had = !u.at.empty();
   auto it = std::find_if(u.at.begin(), u.at.end(),
@@ -779,7 +885,7 @@ void NatsBackend::SetDevices(Owned& o, uint64_t user, uint32_t gateway, uint32_t
 }
 
 void NatsBackend::PresenceChanged(Owned& o, uint64_t user, bool online) {
-  OwnerUser& u = o.users[user];
+  OwnerUser& u = UserAt(o, user);
   if (u.watchers == nullptr || u.watchers->empty()) return;
   proto::PresenceBody b;
   b.user_id = user;
@@ -787,26 +893,81 @@ void NatsBackend::PresenceChanged(Owned& o, uint64_t user, bool online) {
   b.devices = online ? 1 : 0;
   b.time_ms = core::UnixMillis();
   std::vector<uint8_t> frame = Frame(0, b);
-  for (const auto& [subscriber, n] : *u.watchers) {
+  for (const auto& [subscriber, from] : *u.watchers) {
     Forward f{subscriber, 0, frame};
     factory_->link().Publish(subj_.Partition(factory_->Partition(subscriber), "fwd"), Encode(f));
     stats_.presence_events_total.Inc();
   }
 }
 
-void NatsBackend::OnPresenceRequest(Owned& o, const PresenceRequest& r, std::string reply_to) {
-  PresenceReply out;
-  for (uint64_t user : r.users) {
-    OwnerUser& u = o.users[user];
-    if (r.subscribe == 1) {
-      if (u.watchers == nullptr) u.watchers = std::make_unique<absl::flat_hash_map<uint64_t, uint32_t>>();
-      ++(*u.watchers)[r.subscriber];
-    } else if (r.subscribe == 0 && u.watchers != nullptr) {
-      auto w = u.watchers->find(r.subscriber);
-      if (w != u.watchers->end() && --w->second == 0) u.watchers->erase(w);
-      if (u.watchers->empty()) u.watchers.reset();
+void NatsBackend::Watch(Owned& o, uint64_t user, uint64_t subscriber, uint32_t gateway, uint32_t shard, int delta) {
+  OwnerUser& u = UserAt(o, user);
+  if (delta > 0 && u.watchers == nullptr) {
+    u.watchers = std::make_unique<absl::flat_hash_map<uint64_t, absl::InlinedVector<OwnerUser::WatchFrom, 1>>>();
+  }
+  if (u.watchers == nullptr) return;
+  auto w = u.watchers->find(subscriber);
+  if (w == u.watchers->end()) {
+    if (delta < 0) return;
+    w = u.watchers->emplace(subscriber, absl::InlinedVector<OwnerUser::WatchFrom, 1>{}).first;
+  }
+  auto& from = w->second;
+  auto f = std::find_if(from.begin(), from.end(),
+                        [&](const OwnerUser::WatchFrom& x) { return x.gateway == gateway && x.shard == shard; });
+  if (delta > 0) {
+    if (f == from.end()) {
+      from.push_back(OwnerUser::WatchFrom{gateway, shard, 1});
+    } else {
+      ++f->devices;
     }
-    uint32_t n = u.devices();
+  } else if (f != from.end() && --f->devices == 0) {
+    from.erase(f);
+  }
+  if (from.empty()) u.watchers->erase(w);
+  if (u.watchers->empty()) u.watchers.reset();
+}
+
+void NatsBackend::DropWatchesFrom(Owned& o, uint32_t gateway, std::optional<uint32_t> shard) {
+  std::vector<uint64_t> touched;
+  for (auto& [user, u] : o.users) {
+    if (u.watchers == nullptr) continue;
+    for (auto w = u.watchers->begin(); w != u.watchers->end();) {
+      auto& from = w->second;
+      from.erase(std::remove_if(from.begin(), from.end(),
+                                [&](const OwnerUser::WatchFrom& x) {
+                                  return x.gateway == gateway && (!shard || x.shard == *shard);
+                                }),
+                 from.end());
+      if (from.empty()) {
+        u.watchers->erase(w++);
+      } else {
+        ++w;
+      }
+    }
+    if (u.watchers->empty()) {
+      u.watchers.reset();
+      touched.push_back(user);
+    }
+  }
+  for (uint64_t user : touched) UserAt(o, user);  // back on the idle list
+}
+
+void NatsBackend::OnPresenceRequest(Owned& o, const PresenceRequest& r, std::string reply_to) {
+  uint32_t g = GatewayIndex(r.gateway);
+  PresenceReply out;
+  if (r.subscribe == kPresenceFull) {
+    DropWatchesFrom(o, g, r.shard);
+    for (size_t i = 0; i < r.users.size(); ++i) Watch(o, r.users[i], r.subscribers[i], g, r.shard, 1);
+    Respond(reply_to, Encode(out));
+    return;
+  }
+  for (uint64_t user : r.users) {
+    if (r.subscribe == 1) {
+      Watch(o, user, r.subscriber, g, r.shard, 1);
+    } else if (r.subscribe == 0) {
+      Watch(o, user, r.subscriber, g, r.shard, -1);
+    }
+    uint32_t n = UserAt(o, user).devices();
     out.states.push_back(PresenceState{user, static_cast<uint8_t>(n > 0 ? 1 : 0), n});
   }
   Respond(reply_to, Encode(out));

@@ -176,10 +176,34 @@ void NatsBackend::SendFullReg(uint32_t p) {
   });
 }
 
-void NatsBackend::OnOwnerAnnounce(const OwnerAnnounce& a) { SendFullReg(a.partition); }
+void NatsBackend::SendFullWatches(uint32_t p) {
+  PresenceRequest r;
+  r.subscribe = kPresenceFull;
+  r.gateway = opts_.gateway_id;
+  r.shard = self_;
+  for (const auto& [user, u] : sessions_) {
+    for (const Device& d : u.devices) {
+      if (d.watching == nullptr) continue;
+      for (uint64_t target : *d.watching) {
+        if (factory_->Partition(target) != p) continue;
+        r.users.push_back(target);
+        r.subscribers.push_back(user);
+      }
+    }
+  }
+  // Sent even when empty: it clears what the owner may still hold from this shard. Lost on the way, the
+  // next announcement or reconnect sends it again.
+  factory_->link().Publish(subj_.Partition(p, "presence"), Encode(r));
+}
 
-void NatsBackend::OnConnectionRestored() {
-  // What this shard's partitions could not deliver while the connection was down.
+void NatsBackend::OnOwnerAnnounce(const OwnerAnnounce& a) {
+  // A new owner starts with no directory and no watchers (the same owner announcing again forgot this
+  // gateway for a while): it gets both again.
+  SendFullReg(a.partition);
+  SendFullWatches(a.partition);
+}
+
+void NatsBackend::RetryUndelivered() {
   while (!undelivered_.empty() && factory_->link().connected()) {
     auto& [subject, body] = undelivered_.front();
     if (!factory_->link().Publish(subject, body)) break;
@@ -187,9 +211,16 @@ void NatsBackend::OnConnectionRestored() {
     undelivered_bytes_ -= body.size();
     undelivered_.pop_front();
   }
+}
+
+void NatsBackend::OnConnectionRestored() {
+  // What this shard's partitions could not deliver while the connection was down.
+  RetryUndelivered();
   absl::flat_hash_set<uint32_t> ps;
   for (const auto& [user, u] : sessions_) ps.insert(factory_->Partition(user));
   for (uint32_t p : ps) SendFullReg(p);
+  // Watches changed while the connection was down never reached their owners.
+  for (uint32_t p = 0; p < opts_.partitions; ++p) SendFullWatches(p);
 }
 
 // ---- SEND ----
@@ -390,11 +421,17 @@ void NatsBackend::SyncRead(uint64_t job_id, std::string request) {
           }
           j.last_seq = seq;
           j.last_sseq = m->seq;
+          auto s = sessions_.find(j.user);
           if (j.after_seq >= j.last_seq) {
+            // The device holds the whole inbox. Until a live PUSH arrives, this is where a catch-up of the
+            // user here starts (not from the start of the inbox).
+            if (s != sessions_.end() && s->second.pushed_seq < j.last_seq) {
+              s->second.pushed_seq = j.last_seq;
+              s->second.pushed_sseq = j.last_sseq;
+            }
             FinishSync(j, false);
             return;
           }
-          auto s = sessions_.find(j.user);
           if (j.after_seq == 0) {
             j.next_sseq = 1;
           } else if (s != sessions_.end() && s->second.pushed_seq == j.after_seq && s->second.pushed_sseq != 0) {
@@ -660,6 +697,8 @@ Backend::FrameVerdict NatsBackend::OnPresenceSubscribe(const Session& s, const p
     PresenceRequest& r = requests[{factory_->Partition(target), kind}];
     r.subscriber = s.user_id;
     r.subscribe = kind;
+    r.gateway = opts_.gateway_id;
+    r.shard = self_;
     r.users.push_back(target);
   }
   if (d->watching->empty()) d->watching.reset();
@@ -701,6 +740,8 @@ void NatsBackend::DropWatches(uint64_t user, Device& d) {
     PresenceRequest& r = by_partition[factory_->Partition(target)];
     r.subscriber = user;
     r.subscribe = 0;
+    r.gateway = opts_.gateway_id;
+    r.shard = self_;
     r.users.push_back(target);
   }
   stats_.presence_subscriptions.Add(-static_cast<int64_t>(d.watching->size()));
@@ -730,7 +771,12 @@ void NatsBackend::OnTick(uint64_t now_ms) {
   FlushCursors(now_ms);
   if (now_ms >= next_housekeeping_ms_) {
     next_housekeeping_ms_ = now_ms + 1000;
-    for (auto& [p, o] : owned_) ExpireIdempotency(*o, core::UnixMillis());
+    // A publish refused while connected (the client library's buffer full) is not waiting for a reconnect.
+    RetryUndelivered();
+    for (auto& [p, o] : owned_) {
+      ExpireIdempotency(*o, core::UnixMillis());
+      SweepUsers(*o, now_ms);
+    }
     // Coordinated SENDs past their deadline are answered UNAVAILABLE (the client retries).
     std::vector<uint64_t> late;
     for (const auto& [id, j] : jobs_) {
@@ -772,12 +818,14 @@ void NatsBackend::RefreshStats() {
   stats_.online_users.Set(static_cast<int64_t>(sessions_.size()));
   stats_.owned_partitions.Set(static_cast<int64_t>(owned_.size()));
   stats_.inflight_sends.Set(static_cast<int64_t>(jobs_.size()));
-  int64_t dir = 0, idem = 0;
+  int64_t dir = 0, idem = 0, users = 0;
   for (const auto& [p, o] : owned_) {
     dir += static_cast<int64_t>(o->directory_entries);
     idem += static_cast<int64_t>(o->sends.size());
+    users += static_cast<int64_t>(o->users.size());
   }
   stats_.directory_entries.Set(dir);
+  stats_.owner_users.Set(users);
   stats_.idempotency_entries.Set(idem);
   if (self_ == 0) {
     stats_.pending_requests.Set(static_cast<int64_t>(factory_->link().requests_pending()));

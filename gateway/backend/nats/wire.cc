@@ -274,11 +274,15 @@ std::vector<uint8_t> Encode(const PresenceRequest& r) {
   Writer w;
   w.U64(r.subscriber).U8(r.subscribe);
   PutIds(w, r.users);
+  w.String(r.gateway).U32(r.shard);
+  PutIds(w, r.subscribers);
   return w.Take();
 }
 bool Decode(std::span<const uint8_t> b, PresenceRequest* r) {
   Reader rd(b);
-  return rd.U64(&r->subscriber) && rd.U8(&r->subscribe) && GetIds(rd, &r->users) && rd.done();
+  return rd.U64(&r->subscriber) && rd.U8(&r->subscribe) && GetIds(rd, &r->users) && rd.String(&r->gateway) &&
+         rd.U32(&r->shard) && GetIds(rd, &r->subscribers) && rd.done() &&
+         (r->subscribe == kPresenceFull ? r->subscribers.size() == r->users.size() : r->subscribers.empty());
 }
 
 std::vector<uint8_t> Encode(const PresenceReply& r) {

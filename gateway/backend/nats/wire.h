@@ -204,11 +204,19 @@ struct GroupReply {
 };
 
 // <prefix>.p.<p>.presence: (un)subscribe `subscriber` to users of partition p, answered with their states.
+// subscribe: 1 one more device of `subscriber` on (gateway, shard) watches `users`, 0 one less, 2 no change
+// (states only), 3 the complete list of watches from (gateway, shard) in this partition: subscribers[i]
+// watches users[i] (once per watching device), replacing what the owner held from there (sent after an
+// owner change or a reconnect).
 struct PresenceRequest {
   uint64_t subscriber = 0;
   uint8_t subscribe = 1;
   std::vector<uint64_t> users;
+  std::string gateway;
+  uint32_t shard = 0;
+  std::vector<uint64_t> subscribers;  // subscribe == 3 only, as long as users
 };
+constexpr uint8_t kPresenceFull = 3;
 struct PresenceState {
   uint64_t user = 0;
   uint8_t online = 0;

@@ -105,6 +105,22 @@ TEST(NatsWire, DeliveryGroupPresenceInfoOwner) {
   EXPECT_EQ(gd.users.size(), 3u);
   ExpectStrict<GroupRequest>(b);
 
+  PresenceRequest full;
+  full.subscribe = kPresenceFull;
+  full.users = {7, 8};
+  full.subscribers = {100, 101};
+  full.gateway = "g2";
+  full.shard = 3;
+  b = Encode(full);
+  PresenceRequest fd;
+  ASSERT_TRUE(Decode(b, &fd));
+  EXPECT_EQ(fd.subscribers, full.subscribers);
+  EXPECT_EQ(fd.gateway, "g2");
+  EXPECT_EQ(fd.shard, 3u);
+  ExpectStrict<PresenceRequest>(b);
+  full.subscribers.pop_back();  // a full list pairs every watched user with its watcher
+  EXPECT_FALSE(Decode(Encode(full), &fd));
+
   PresenceReply pr;
   pr.states = {{1, 1, 2}, {2, 0, 0}};
   b = Encode(pr);
