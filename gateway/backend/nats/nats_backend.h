@@ -359,8 +359,6 @@ class NatsBackend final : public Backend {
   // floor written first.
   void SweepUsers(Owned& o, uint64_t now_ms);
   void WriteSeqFloor(Owned& o, uint64_t user, OwnerUser& u);
-  // After an empty inbox: the user's recorded seq floor becomes its last seq.
-  void LoadSeqFloor(uint32_t p, uint64_t user);
   uint64_t UserIdleMs() const;
   void Respond(std::string_view reply_to, std::span<const uint8_t> body);
   void OnSendRequest(Owned& o, const SendRequest& r, std::string reply_to, AdminDone<uint64_t> admin_done);

@@ -122,34 +122,6 @@ void NatsBackend::WriteSeqFloor(Owned& o, uint64_t user, OwnerUser& u) {
   });
 }
 
-void NatsBackend::LoadSeqFloor(uint32_t p, uint64_t user) {
-  Owned* o = FindOwned(p);
-  if (o == nullptr) return;
-  uint64_t epoch = o->epoch;
-  nlohmann::json req;
-  req["last_by_subj"] = Cat("$KV.", subj_.Bucket("seqs"), ".u.", user);
-  Ask(Cat("$JS.API.STREAM.MSG.GET.KV_", subj_.Bucket("seqs")), Bytes(req.dump()), nullptr,
-      [this, p, user, epoch](Reply reply) {
-        Owned* o = FindOwned(p);
-        if (o == nullptr || o->epoch != epoch) return;
-        OwnerUser& u = UserAt(*o, user);
-        u.loading = false;
-        bool not_found = false;
-        std::string error;
-        std::optional<StoredMsg> m = reply.ok() ? ParseMsgGet(reply.text(), &not_found, &error) : std::nullopt;
-        uint64_t floor = 0;
-        if ((!m && !not_found) || (m && !absl::SimpleAtoi(AV(m->data), &floor))) {
-          if (!u.queue.empty()) u.queue.front()->retry_at_ms = core::MonoMillis() + kRetryMs;
-          retry_.push_back({p, user});
-          return;
-        }
-        u.loaded = true;
-        u.last_seq = floor;
-        u.last_sseq = 0;  // the inbox subject is empty: the next publish expects no copy before it
-        RunUser(p, user);
-      });
-}
-
 uint32_t NatsBackend::GatewayIndex(const std::string& id) {
   auto it = gateway_index_.find(id);
   if (it != gateway_index_.end()) return it->second;
@@ -685,56 +657,80 @@ void NatsBackend::LoadUser(uint32_t p, uint64_t user) {
   if (o == nullptr) return;
   OwnerUser& u = UserAt(*o, user);
   u.loading = true;
-  nlohmann::json req;
-  req["last_by_subj"] = subj_.Inbox(p, user);
   uint64_t epoch = o->epoch;
   uint64_t start = core::MonoNanos();
   stats_.fetches_total.Inc();
+  // The inbox's newest copy and the user's recorded seq floor, read at once: the floor counts only when the
+  // inbox is empty (a new user, or one whose messages all expired), and reading it only then would add a
+  // round trip to every user's first message.
+  struct Load {
+    int waiting = 2;
+    bool inbox_ok = false;  // answered: found, or not found
+    std::optional<StoredMsg> inbox;
+    bool floor_ok = false;
+    uint64_t floor = 0;
+  };
+  auto load = std::make_shared<Load>();
+  auto done = [this, p, user, epoch, load]() {
+    if (--load->waiting != 0) return;
+    Owned* o = FindOwned(p);
+    if (o == nullptr || o->epoch != epoch) return;
+    OwnerUser& u = UserAt(*o, user);
+    u.loading = false;
+    if (!load->inbox_ok || (!load->inbox && !load->floor_ok)) {
+      // Try again a little later (OnTick), while the ops' deadlines allow.
+      if (!u.queue.empty()) u.queue.front()->retry_at_ms = core::MonoMillis() + kRetryMs;
+      retry_.push_back({p, user});
+      return;
+    }
+    u.loaded = true;
+    if (!load->inbox) {
+      // Seqs are never reused: carry on from the floor recorded when the user last went quiet (none: 0).
+      u.last_seq = load->floor;
+      u.last_sseq = 0;  // the inbox subject is empty: the next publish expects no copy before it
+      RunUser(p, user);
+      return;
+    }
+    const StoredMsg& m = *load->inbox;
+    u.last_seq = 0;
+    u.floor_due = true;
+    absl::SimpleAtoi(AV(HeaderValue(m.headers, "Ll-Seq")), &u.last_seq);
+    u.last_sseq = m.seq;
+    // The newest copy may be one this partition's previous owner (or an attempt of ours that timed out)
+    // stored: remember it, so that its retry is recognised.
+    std::string_view id = HeaderValue(m.headers, "Nats-Msg-Id");
+    std::pair<absl::string_view, absl::string_view> parts = absl::StrSplit(AV(id), absl::MaxSplits('.', 1));
+    uint64_t smid = 0;
+    proto::PushBody body;
+    if (absl::SimpleAtoi(parts.first, &smid) &&
+        proto::Decode(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(m.data.data()), m.data.size()),
+                      &body)) {
+      if (o->stored.emplace(std::make_pair(user, smid), std::make_pair(u.last_seq, body.server_time_ms)).second) {
+        o->stored_age.emplace_back(core::UnixMillis(), std::make_pair(user, smid));
+      }
+    }
+    RunUser(p, user);
+  };
+  nlohmann::json req;
+  req["last_by_subj"] = subj_.Inbox(p, user);
   Ask(Cat("$JS.API.STREAM.MSG.GET.", subj_.InboxStream(p)), Bytes(req.dump()), nullptr,
-      [this, p, user, epoch, start](Reply reply) {
-        Owned* o = FindOwned(p);
-        if (o == nullptr || o->epoch != epoch) return;
+      [this, load, done, start](Reply reply) {
         stats_.fetch_seconds.Observe(static_cast<double>(core::MonoNanos() - start) * 1e-9);
-        OwnerUser& u = UserAt(*o, user);
-        u.loading = false;
+        bool not_found = false;
+        std::string error;
+        load->inbox = reply.ok() ? ParseMsgGet(reply.text(), &not_found, &error) : std::nullopt;
+        load->inbox_ok = load->inbox.has_value() || not_found;
+        done();
+      });
+  nlohmann::json freq;
+  freq["last_by_subj"] = Cat("$KV.", subj_.Bucket("seqs"), ".u.", user);
+  Ask(Cat("$JS.API.STREAM.MSG.GET.KV_", subj_.Bucket("seqs")), Bytes(freq.dump()), nullptr,
+      [load, done](Reply reply) {
         bool not_found = false;
         std::string error;
         std::optional<StoredMsg> m = reply.ok() ? ParseMsgGet(reply.text(), &not_found, &error) : std::nullopt;
-        if (!m && !not_found) {
-          // Try again a little later (OnTick), while the ops' deadlines allow.
-          if (!u.queue.empty()) u.queue.front()->retry_at_ms = core::MonoMillis() + kRetryMs;
-          retry_.push_back({p, user});
-          return;
-        }
-        if (!m) {
-          // An empty inbox: a new user, or one whose messages all expired. Seqs are never reused: carry on
-          // from the floor recorded when the user last went idle (none: a new user, from 1).
-          u.loading = true;
-          LoadSeqFloor(p, user);
-          return;
-        }
-        u.loaded = true;
-        u.last_seq = 0;
-        u.last_sseq = 0;
-        u.floor_due = true;
-        if (m) {
-          absl::SimpleAtoi(AV(HeaderValue(m->headers, "Ll-Seq")), &u.last_seq);
-          u.last_sseq = m->seq;
-          // The newest copy may be one this partition's previous owner (or an attempt of ours that timed out)
-          // stored: remember it, so that its retry is recognised.
-          std::string_view id = HeaderValue(m->headers, "Nats-Msg-Id");
-          std::pair<absl::string_view, absl::string_view> parts = absl::StrSplit(AV(id), absl::MaxSplits('.', 1));
-          uint64_t smid = 0;
-          proto::PushBody body;
-          if (absl::SimpleAtoi(parts.first, &smid) &&
-              proto::Decode(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(m->data.data()), m->data.size()),
-                            &body)) {
-            if (o->stored.emplace(std::make_pair(user, smid), std::make_pair(u.last_seq, body.server_time_ms)).second) {
-              o->stored_age.emplace_back(core::UnixMillis(), std::make_pair(user, smid));
-            }
-          }
-        }
-        RunUser(p, user);
+        load->floor_ok = not_found || (m && absl::SimpleAtoi(AV(m->data), &load->floor));
+        done();
       });
 }
 
