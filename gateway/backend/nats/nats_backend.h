@@ -297,6 +297,7 @@ class NatsBackend final : public Backend {
     // what the seq-floor bucket holds for the user (it is written before the entry is dropped).
     uint64_t touched_ms = 0;
     bool floor_due = false;
+    uint64_t floor_due_ms = 0;  // since when (monotonic ms): written after the idle time, busy or not
     bool floor_writing = false;
     bool Idle() const {
       return at.empty() && queue.empty() && !writing && !loading && !floor_writing && watchers == nullptr;
@@ -359,6 +360,10 @@ class NatsBackend final : public Backend {
   // floor written first.
   void SweepUsers(Owned& o, uint64_t now_ms);
   void WriteSeqFloor(Owned& o, uint64_t user, OwnerUser& u);
+  // The user's last seq moved (or was learnt) and may be above its recorded floor.
+  static void FloorDue(OwnerUser& u);
+  // Puts an entry back on the sweep's list.
+  static void Requeue(Owned& o, uint64_t user, OwnerUser& u);
   uint64_t UserIdleMs() const;
   void Respond(std::string_view reply_to, std::span<const uint8_t> body);
   void OnSendRequest(Owned& o, const SendRequest& r, std::string reply_to, AdminDone<uint64_t> admin_done);
@@ -387,7 +392,8 @@ class NatsBackend final : public Backend {
   // One more (delta 1) or one less (-1) device of `subscriber` on (gateway, shard) watching `user`.
   void Watch(Owned& o, uint64_t user, uint64_t subscriber, uint32_t gateway, uint32_t shard, int delta);
   // Forgets the watches that came from a gateway (every shard of it, or one).
-  void DropWatchesFrom(Owned& o, uint32_t gateway, std::optional<uint32_t> shard);
+  // How many watches it dropped.
+  size_t DropWatchesFrom(Owned& o, uint32_t gateway, std::optional<uint32_t> shard);
   // This shard's devices' watches of users in partition p, as one complete list to its owner.
   void SendFullWatches(uint32_t p);
   void ExpireIdempotency(Owned& o, uint64_t now_ms);

@@ -78,6 +78,16 @@ uint64_t NatsBackend::UserIdleMs() const {
   return std::clamp<uint64_t>(std::min(r, w), 200, kUserIdleMaxMs);
 }
 
+void NatsBackend::FloorDue(OwnerUser& u) {
+  if (!u.floor_due) u.floor_due_ms = core::MonoMillis();
+  u.floor_due = true;
+}
+
+void NatsBackend::Requeue(Owned& o, uint64_t user, OwnerUser& u) {
+  u.touched_ms = core::MonoMillis();
+  o.touched.emplace_back(u.touched_ms, user);
+}
+
 void NatsBackend::SweepUsers(Owned& o, uint64_t now_ms) {
   const uint64_t idle = UserIdleMs();
   while (!o.touched.empty() && o.touched.front().first + idle <= now_ms) {
@@ -86,14 +96,24 @@ void NatsBackend::SweepUsers(Owned& o, uint64_t now_ms) {
     auto it = o.users.find(user);
     if (it == o.users.end()) continue;
     OwnerUser& u = it->second;
-    // Touched again since: a later entry stands for it.
-    if (u.touched_ms > t) continue;
-    if (u.floor_due && u.queue.empty() && !u.writing && !u.loading && !u.floor_writing) {
-      WriteSeqFloor(o, user, u);  // puts it back on the list
+    if (u.floor_due && now_ms - u.floor_due_ms >= idle) {
+      // Due for a whole idle time: written now, however busy the user is (a user touched all the time,
+      // by reconnecting devices say, would otherwise never get it).
+      if (u.queue.empty() && !u.writing && !u.loading && !u.floor_writing) {
+        WriteSeqFloor(o, user, u);  // puts it back on the list
+      } else if (u.touched_ms <= t) {
+        Requeue(o, user, u);
+      }
       continue;
     }
-    // In use (online devices, watchers, a store under way): any change puts it back on the list.
-    if (u.Idle() && !u.floor_due) o.users.erase(it);
+    // Touched again since: a later entry stands for it.
+    if (u.touched_ms > t) continue;
+    if (u.floor_due) {
+      Requeue(o, user, u);  // its floor becomes due later
+      continue;
+    }
+    // In use (online devices, watchers): any change puts it back on the list.
+    if (u.Idle()) o.users.erase(it);
   }
 }
 
@@ -101,7 +121,11 @@ void NatsBackend::WriteSeqFloor(Owned& o, uint64_t user, OwnerUser& u) {
   uint32_t p = o.p;
   uint64_t epoch = o.epoch;
   uint64_t seq = u.last_seq;
-  if (core::MonoMillis() >= factory_->LeaseUntil(p)) return;  // the next owner records it
+  if (core::MonoMillis() >= factory_->LeaseUntil(p)) {
+    // Not writing now (a renewal may still keep the partition): try again at a later sweep.
+    Requeue(o, user, u);
+    return;
+  }
   u.floor_writing = true;
   std::string value = Cat(seq);
   Ask(Cat("$KV.", subj_.Bucket("seqs"), ".u.", user), Bytes(value), nullptr, [this, p, user, epoch, seq](Reply r) {
@@ -117,8 +141,7 @@ void NatsBackend::WriteSeqFloor(Owned& o, uint64_t user, OwnerUser& u) {
       if (u.last_seq == seq) u.floor_due = false;
     }
     // Back on the list: dropped at the next sweep if still idle (or written again if it failed or moved).
-    u.touched_ms = core::MonoMillis();
-    o->touched.emplace_back(u.touched_ms, user);
+    Requeue(*o, user, u);
   });
 }
 
@@ -164,7 +187,7 @@ void NatsBackend::TakeOver(std::unique_ptr<PartitionSnapshot> snap) {
     u.last_seq = t.seq;
     u.last_sseq = t.stream_seq;
     u.loaded = true;
-    u.floor_due = true;  // the previous owner may not have recorded it
+    FloorDue(u);  // the previous owner may not have recorded it
   }
   for (const auto& [key, c] : snap->sends) {
     o->sends.emplace(key, c);
@@ -232,13 +255,18 @@ void NatsBackend::PruneGateways(const absl::flat_hash_set<std::string>& gone) {
         if (gone.contains(gateways_[a.gateway])) drop.emplace_back(user, a.gateway, a.shard);
       }
     }
+    size_t watches = 0;
     for (const std::string& g : gone) {
-      if (auto gi = gateway_index_.find(g); gi != gateway_index_.end()) DropWatchesFrom(*o, gi->second, std::nullopt);
+      if (auto gi = gateway_index_.find(g); gi != gateway_index_.end()) {
+        watches += DropWatchesFrom(*o, gi->second, std::nullopt);
+      }
     }
-    if (drop.empty()) continue;
+    if (drop.empty() && watches == 0) continue;
     for (const auto& [user, g, s] : drop) SetDevices(*o, user, g, s, 0);
-    std::fprintf(stderr, "longlink-gateway: nats: partition %u forgot %zu users of gateways no longer live\n", p,
-                 drop.size());
+    std::fprintf(stderr,
+                 "longlink-gateway: nats: partition %u forgot %zu users and %zu presence watches of gateways no "
+                 "longer live\n",
+                 p, drop.size(), watches);
     OwnerAnnounce a{p, o->epoch, opts_.gateway_id};
     factory_->link().Publish(subj_.Control("owner"), Encode(a));
   }
@@ -685,16 +713,19 @@ void NatsBackend::LoadUser(uint32_t p, uint64_t user) {
     }
     u.loaded = true;
     if (!load->inbox) {
-      // Seqs are never reused: carry on from the floor recorded when the user last went quiet (none: 0).
-      u.last_seq = load->floor;
+      // Seqs are never reused: carry on from the floor recorded when the user last went quiet (none: 0),
+      // or from what this owner last stored, if that is higher (the floor may not be written yet when the
+      // copies expire under a loaded user).
+      u.last_seq = std::max(u.last_seq, load->floor);
       u.last_sseq = 0;  // the inbox subject is empty: the next publish expects no copy before it
       RunUser(p, user);
       return;
     }
     const StoredMsg& m = *load->inbox;
-    u.last_seq = 0;
-    u.floor_due = true;
-    absl::SimpleAtoi(AV(HeaderValue(m.headers, "Ll-Seq")), &u.last_seq);
+    uint64_t tail = 0;
+    absl::SimpleAtoi(AV(HeaderValue(m.headers, "Ll-Seq")), &tail);
+    u.last_seq = std::max(u.last_seq, tail);
+    FloorDue(u);
     u.last_sseq = m.seq;
     // The newest copy may be one this partition's previous owner (or an attempt of ours that timed out)
     // stored: remember it, so that its retry is recognised.
@@ -760,7 +791,7 @@ void NatsBackend::PublishCopy(uint32_t p, uint64_t user, std::shared_ptr<StoreOp
           stats_.publishes_total.Inc();
           u.last_seq = op->seq;
           u.last_sseq = a.seq;
-          u.floor_due = true;
+          FloorDue(u);
           o->stored[{user, op->server_msg_id}] = {op->seq, op->time_ms};
           o->stored_age.emplace_back(core::UnixMillis(), std::make_pair(user, op->server_msg_id));
           DeliverToUser(*o, user, 0, op->seq, a.seq, op->time_ms, *frame);
@@ -923,17 +954,18 @@ void NatsBackend::Watch(Owned& o, uint64_t user, uint64_t subscriber, uint32_t g
   if (u.watchers->empty()) u.watchers.reset();
 }
 
-void NatsBackend::DropWatchesFrom(Owned& o, uint32_t gateway, std::optional<uint32_t> shard) {
+size_t NatsBackend::DropWatchesFrom(Owned& o, uint32_t gateway, std::optional<uint32_t> shard) {
+  size_t dropped = 0;
   std::vector<uint64_t> touched;
   for (auto& [user, u] : o.users) {
     if (u.watchers == nullptr) continue;
     for (auto w = u.watchers->begin(); w != u.watchers->end();) {
       auto& from = w->second;
-      from.erase(std::remove_if(from.begin(), from.end(),
-                                [&](const OwnerUser::WatchFrom& x) {
-                                  return x.gateway == gateway && (!shard || x.shard == *shard);
-                                }),
-                 from.end());
+      auto gone = std::remove_if(from.begin(), from.end(), [&](const OwnerUser::WatchFrom& x) {
+        return x.gateway == gateway && (!shard || x.shard == *shard);
+      });
+      dropped += static_cast<size_t>(from.end() - gone);
+      from.erase(gone, from.end());
       if (from.empty()) {
         u.watchers->erase(w++);
       } else {
@@ -946,6 +978,7 @@ void NatsBackend::DropWatchesFrom(Owned& o, uint32_t gateway, std::optional<uint
     }
   }
   for (uint64_t user : touched) UserAt(o, user);  // back on the idle list
+  return dropped;
 }
 
 void NatsBackend::OnPresenceRequest(Owned& o, const PresenceRequest& r, std::string reply_to) {

@@ -424,8 +424,9 @@ void NatsBackend::SyncRead(uint64_t job_id, std::string request) {
           auto s = sessions_.find(j.user);
           if (j.after_seq >= j.last_seq) {
             // The device holds the whole inbox. Until a live PUSH arrives, this is where a catch-up of the
-            // user here starts (not from the start of the inbox).
-            if (s != sessions_.end() && s->second.pushed_seq < j.last_seq) {
+            // user here starts (not from the start of the inbox). Only then: once set, pushed_seq follows
+            // what this gateway pushed, which another device of the user may still lack.
+            if (s != sessions_.end() && s->second.pushed_seq == 0) {
               s->second.pushed_seq = j.last_seq;
               s->second.pushed_sseq = j.last_sseq;
             }

@@ -280,8 +280,11 @@ std::vector<uint8_t> Encode(const PresenceRequest& r) {
 }
 bool Decode(std::span<const uint8_t> b, PresenceRequest* r) {
   Reader rd(b);
-  return rd.U64(&r->subscriber) && rd.U8(&r->subscribe) && GetIds(rd, &r->users) && rd.String(&r->gateway) &&
-         rd.U32(&r->shard) && GetIds(rd, &r->subscribers) && rd.done() &&
+  if (!rd.U64(&r->subscriber) || !rd.U8(&r->subscribe) || !GetIds(rd, &r->users)) return false;
+  // A gateway of the previous release sends no more than this (during a rolling upgrade): its watches count
+  // for gateway "" and are not replaced by complete lists.
+  if (rd.done()) return r->subscribe != kPresenceFull;
+  return rd.String(&r->gateway) && rd.U32(&r->shard) && GetIds(rd, &r->subscribers) && rd.done() &&
          (r->subscribe == kPresenceFull ? r->subscribers.size() == r->users.size() : r->subscribers.empty());
 }
 

@@ -120,6 +120,13 @@ TEST(NatsWire, DeliveryGroupPresenceInfoOwner) {
   ExpectStrict<PresenceRequest>(b);
   full.subscribers.pop_back();  // a full list pairs every watched user with its watcher
   EXPECT_FALSE(Decode(Encode(full), &fd));
+  // The previous release's body (subscriber, subscribe, users) still decodes, as a change from gateway "".
+  Writer old_body;
+  old_body.U64(100).U8(1).U32(2).U64(7).U64(8);
+  PresenceRequest od;
+  ASSERT_TRUE(Decode(old_body.data(), &od));
+  EXPECT_EQ(od.users, (std::vector<uint64_t>{7, 8}));
+  EXPECT_EQ(od.gateway, "");
 
   PresenceReply pr;
   pr.states = {{1, 1, 2}, {2, 0, 0}};
