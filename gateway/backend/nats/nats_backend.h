@@ -360,8 +360,9 @@ class NatsBackend final : public Backend {
   // floor written first.
   void SweepUsers(Owned& o, uint64_t now_ms);
   void WriteSeqFloor(Owned& o, uint64_t user, OwnerUser& u);
-  // The user's last seq moved (or was learnt) and may be above its recorded floor.
-  static void FloorDue(OwnerUser& u);
+  // The user's last seq moved (or was learnt) and may be above its recorded floor: the sweep writes it
+  // (the user is put on its list, whose entries UserAt adds at most once a second).
+  static void FloorDue(Owned& o, uint64_t user, OwnerUser& u);
   // Puts an entry back on the sweep's list.
   static void Requeue(Owned& o, uint64_t user, OwnerUser& u);
   uint64_t UserIdleMs() const;

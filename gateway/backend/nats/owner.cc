@@ -78,9 +78,11 @@ uint64_t NatsBackend::UserIdleMs() const {
   return std::clamp<uint64_t>(std::min(r, w), 200, kUserIdleMaxMs);
 }
 
-void NatsBackend::FloorDue(OwnerUser& u) {
-  if (!u.floor_due) u.floor_due_ms = core::MonoMillis();
+void NatsBackend::FloorDue(Owned& o, uint64_t user, OwnerUser& u) {
+  if (u.floor_due) return;
   u.floor_due = true;
+  u.floor_due_ms = core::MonoMillis();
+  Requeue(o, user, u);
 }
 
 void NatsBackend::Requeue(Owned& o, uint64_t user, OwnerUser& u) {
@@ -187,7 +189,7 @@ void NatsBackend::TakeOver(std::unique_ptr<PartitionSnapshot> snap) {
     u.last_seq = t.seq;
     u.last_sseq = t.stream_seq;
     u.loaded = true;
-    FloorDue(u);  // the previous owner may not have recorded it
+    FloorDue(*o, user, u);  // the previous owner may not have recorded it
   }
   for (const auto& [key, c] : snap->sends) {
     o->sends.emplace(key, c);
@@ -725,7 +727,7 @@ void NatsBackend::LoadUser(uint32_t p, uint64_t user) {
     uint64_t tail = 0;
     absl::SimpleAtoi(AV(HeaderValue(m.headers, "Ll-Seq")), &tail);
     u.last_seq = std::max(u.last_seq, tail);
-    FloorDue(u);
+    FloorDue(*o, user, u);
     u.last_sseq = m.seq;
     // The newest copy may be one this partition's previous owner (or an attempt of ours that timed out)
     // stored: remember it, so that its retry is recognised.
@@ -736,7 +738,7 @@ void NatsBackend::LoadUser(uint32_t p, uint64_t user) {
     if (absl::SimpleAtoi(parts.first, &smid) &&
         proto::Decode(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(m.data.data()), m.data.size()),
                       &body)) {
-      if (o->stored.emplace(std::make_pair(user, smid), std::make_pair(u.last_seq, body.server_time_ms)).second) {
+      if (o->stored.emplace(std::make_pair(user, smid), std::make_pair(tail, body.server_time_ms)).second) {
         o->stored_age.emplace_back(core::UnixMillis(), std::make_pair(user, smid));
       }
     }
@@ -791,7 +793,7 @@ void NatsBackend::PublishCopy(uint32_t p, uint64_t user, std::shared_ptr<StoreOp
           stats_.publishes_total.Inc();
           u.last_seq = op->seq;
           u.last_sseq = a.seq;
-          FloorDue(u);
+          FloorDue(*o, user, u);
           o->stored[{user, op->server_msg_id}] = {op->seq, op->time_ms};
           o->stored_age.emplace_back(core::UnixMillis(), std::make_pair(user, op->server_msg_id));
           DeliverToUser(*o, user, 0, op->seq, a.seq, op->time_ms, *frame);
