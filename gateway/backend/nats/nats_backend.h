@@ -395,8 +395,11 @@ class NatsBackend final : public Backend {
   // Forgets the watches that came from a gateway (every shard of it, or one).
   // How many watches it dropped.
   size_t DropWatchesFrom(Owned& o, uint32_t gateway, std::optional<uint32_t> shard);
-  // This shard's devices' watches of users in partition p, as one complete list to its owner.
-  void SendFullWatches(uint32_t p);
+  // Drops a gateway's directory entries and presence watches from one partition; how many there were.
+  size_t ForgetEntriesOf(Owned& o, uint32_t gateway);
+  // This shard's devices' watches of users in partition p (every partition when unset), as one complete list
+  // per partition to its owner, built in one pass over the sessions.
+  void SendFullWatches(std::optional<uint32_t> only);
   void ExpireIdempotency(Owned& o, uint64_t now_ms);
   uint32_t GatewayIndex(const std::string& id);
 

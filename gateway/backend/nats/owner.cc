@@ -249,26 +249,28 @@ void NatsBackend::DropPartition(uint32_t p, const char* why) {
   std::fprintf(stderr, "longlink-gateway: nats: shard %u gave up partition %u (%s)\n", self_, p, why);
 }
 
+size_t NatsBackend::ForgetEntriesOf(Owned& o, uint32_t gateway) {
+  std::vector<std::pair<uint64_t, uint32_t>> drop;
+  for (auto& [user, u] : o.users) {
+    for (const OwnerUser::At& a : u.at) {
+      if (a.gateway == gateway) drop.emplace_back(user, a.shard);
+    }
+  }
+  for (const auto& [user, shard] : drop) SetDevices(o, user, gateway, shard, 0);
+  return drop.size() + DropWatchesFrom(o, gateway, std::nullopt);
+}
+
 void NatsBackend::PruneGateways(const absl::flat_hash_set<std::string>& gone) {
   for (auto& [p, o] : owned_) {
-    std::vector<std::tuple<uint64_t, uint32_t, uint32_t>> drop;
-    for (auto& [user, u] : o->users) {
-      for (const OwnerUser::At& a : u.at) {
-        if (gone.contains(gateways_[a.gateway])) drop.emplace_back(user, a.gateway, a.shard);
-      }
-    }
-    size_t watches = 0;
+    size_t forgotten = 0;
     for (const std::string& g : gone) {
-      if (auto gi = gateway_index_.find(g); gi != gateway_index_.end()) {
-        watches += DropWatchesFrom(*o, gi->second, std::nullopt);
-      }
+      if (auto gi = gateway_index_.find(g); gi != gateway_index_.end()) forgotten += ForgetEntriesOf(*o, gi->second);
     }
-    if (drop.empty() && watches == 0) continue;
-    for (const auto& [user, g, s] : drop) SetDevices(*o, user, g, s, 0);
+    if (forgotten == 0) continue;
     std::fprintf(stderr,
-                 "longlink-gateway: nats: partition %u forgot %zu users and %zu presence watches of gateways no "
-                 "longer live\n",
-                 p, drop.size(), watches);
+                 "longlink-gateway: nats: partition %u forgot %zu directory entries and presence watches of "
+                 "gateways no longer live\n",
+                 p, forgotten);
     OwnerAnnounce a{p, o->epoch, opts_.gateway_id};
     factory_->link().Publish(subj_.Control("owner"), Encode(a));
   }
@@ -277,16 +279,7 @@ void NatsBackend::PruneGateways(const absl::flat_hash_set<std::string>& gone) {
 void NatsBackend::ForgetGateway(const std::string& gateway) {
   auto gi = gateway_index_.find(gateway);
   if (gi == gateway_index_.end()) return;
-  for (auto& [p, o] : owned_) {
-    std::vector<std::pair<uint64_t, uint32_t>> gone;
-    for (auto& [user, u] : o->users) {
-      for (const OwnerUser::At& a : u.at) {
-        if (a.gateway == gi->second) gone.emplace_back(user, a.shard);
-      }
-    }
-    for (const auto& [user, s] : gone) SetDevices(*o, user, gi->second, s, 0);
-    DropWatchesFrom(*o, gi->second, std::nullopt);
-  }
+  for (auto& [p, o] : owned_) ForgetEntriesOf(*o, gi->second);
 }
 
 bool NatsBackend::OwnerIdle() const {

@@ -176,24 +176,37 @@ void NatsBackend::SendFullReg(uint32_t p) {
   });
 }
 
-void NatsBackend::SendFullWatches(uint32_t p) {
-  PresenceRequest r;
-  r.subscribe = kPresenceFull;
-  r.gateway = opts_.gateway_id;
-  r.shard = self_;
+void NatsBackend::SendFullWatches(std::optional<uint32_t> only) {
+  absl::flat_hash_map<uint32_t, PresenceRequest> lists;
+  auto list = [&](uint32_t p) -> PresenceRequest& {
+    auto [it, fresh] = lists.try_emplace(p);
+    if (fresh) {
+      it->second.subscribe = kPresenceFull;
+      it->second.gateway = opts_.gateway_id;
+      it->second.shard = self_;
+    }
+    return it->second;
+  };
+  // Sent even when empty: a list clears what the owner may still hold from this shard. Lost on the way, the
+  // next announcement or reconnect sends it again.
+  if (only) {
+    list(*only);
+  } else {
+    for (uint32_t p = 0; p < opts_.partitions; ++p) list(p);
+  }
   for (const auto& [user, u] : sessions_) {
     for (const Device& d : u.devices) {
       if (d.watching == nullptr) continue;
       for (uint64_t target : *d.watching) {
-        if (factory_->Partition(target) != p) continue;
+        uint32_t p = factory_->Partition(target);
+        if (only && p != *only) continue;
+        PresenceRequest& r = list(p);
         r.users.push_back(target);
         r.subscribers.push_back(user);
       }
     }
   }
-  // Sent even when empty: it clears what the owner may still hold from this shard. Lost on the way, the
-  // next announcement or reconnect sends it again.
-  factory_->link().Publish(subj_.Partition(p, "presence"), Encode(r));
+  for (const auto& [p, r] : lists) factory_->link().Publish(subj_.Partition(p, "presence"), Encode(r));
 }
 
 void NatsBackend::OnOwnerAnnounce(const OwnerAnnounce& a) {
@@ -220,7 +233,7 @@ void NatsBackend::OnConnectionRestored() {
   for (const auto& [user, u] : sessions_) ps.insert(factory_->Partition(user));
   for (uint32_t p : ps) SendFullReg(p);
   // Watches changed while the connection was down never reached their owners.
-  for (uint32_t p = 0; p < opts_.partitions; ++p) SendFullWatches(p);
+  SendFullWatches(std::nullopt);
 }
 
 // ---- SEND ----
