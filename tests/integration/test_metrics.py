@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import unittest
 
 import llclient as ll
@@ -79,8 +80,17 @@ class MetricsTest(unittest.TestCase):
             self.assertIn("redrive_duplicates_total", names)
             for n in names:
                 m.get("longlink_backend_local_" + n)
-            self.assertEqual(m.get("longlink_backend_local_fsync_seconds_count"),
-                             m.get("longlink_backend_local_fsyncs_total"))
+            # Each fsync bumps the counter and the histogram one after the other, and the disconnects above
+            # may still be syncing while a scrape reads them: they must agree once the storage is quiet.
+            deadline = time.monotonic() + 10
+            synced = m
+            while (synced.get("longlink_backend_local_fsync_seconds_count") !=
+                   synced.get("longlink_backend_local_fsyncs_total")) and time.monotonic() < deadline:
+                time.sleep(0.1)
+                synced = self.check_scrape(gw.metrics())
+            self.assertEqual(synced.get("longlink_backend_local_fsync_seconds_count"),
+                             synced.get("longlink_backend_local_fsyncs_total"))
+            self.assertGreater(synced.get("longlink_backend_local_fsyncs_total"), 0)
             self.assertGreaterEqual(m.get("longlink_backend_local_records_total"), 5)
             self.assertEqual(m.get("longlink_backend_local_storage_failed"), 0)
             # The gateway's declared lists, too; the fsync histogram is no longer the gateway's.
